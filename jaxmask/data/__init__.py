@@ -1,0 +1,1 @@
+"""Datasets (tfds builders, SynthFaces) and grain input pipelines."""

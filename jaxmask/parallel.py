@@ -1,0 +1,163 @@
+"""Data parallelism: the same pure steps, wrapped by ``jit`` over a mesh or by ``pmap``.
+
+``config.parallel``:
+  * ``"jit"`` (default): a 1-D ``('data',)`` mesh over the devices, batches
+    sharded along ``'data'``, the state replicated and donated. BatchNorm sees
+    the global batch because XLA partitions the global computation.
+  * ``"pmap"``: the steps under ``jax.pmap(axis_name='data')``; gradients and
+    metrics are ``pmean``-ed and BatchNorm averages its statistics across the
+    axis, so each device holds the single-device state.
+
+Both take and return host-independent, *unreplicated-looking* objects where
+the caller cares: ``init_state`` places a state, ``train_round`` and
+``eval_step`` take host numpy batches (this process's share of the global
+batch), ``gather_state`` returns the state as one copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from jaxmask import state as state_lib
+from jaxmask import steps
+
+PARALLEL_MODES = ("jit", "pmap")
+AXIS = "data"
+
+
+def select_devices(num_devices: int) -> list[jax.Device]:
+    """All devices (``num_devices`` ≤ 0) or the first ``num_devices`` of them."""
+    devices = jax.devices()
+    if num_devices <= 0:
+        return devices
+    if num_devices > len(devices):
+        raise ValueError(f"config.num_devices={num_devices} but only {len(devices)} devices are visible")
+    return devices[:num_devices]
+
+
+def make_mesh(devices: list[jax.Device]) -> jax.sharding.Mesh:
+    """A 1-D ``('data',)`` mesh with Auto axes (sharding left to the compiler)."""
+    return jax.sharding.Mesh(np.asarray(devices), (AXIS,),
+                             axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def check_batch_divisible(global_batch: int, num_devices: int, what: str = "config.batch_size") -> None:
+    if global_batch % num_devices:
+        raise ValueError(
+            f"{what}={global_batch} is not divisible by the {num_devices} devices of the data "
+            f"axis: set it to a multiple of {num_devices} (e.g. {num_devices * max(1, global_batch // num_devices)}) "
+            "or use --config.num_devices")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParallelSteps:
+    """Compiled steps for one config and one set of devices.
+
+    Attributes:
+      method: the static game (with ``axis_name`` set under pmap).
+      devices: the devices of the data axis.
+      init_state: rng → placed TrainState.
+      place_state: single-copy TrainState → placed TrainState (e.g. after restore).
+      gather_state: placed TrainState → single-copy TrainState (host-addressable).
+      train_round: (placed state, stacked batches (S, B_local, ...)) → (state, metrics).
+      eval_step: (placed state, batch (B_local, ...)) → metric sums.
+    """
+    method: state_lib.Method
+    mode: str
+    devices: tuple
+    mesh: Any
+    init_state: Callable
+    place_state: Callable
+    gather_state: Callable
+    train_round: Callable
+    eval_step: Callable
+
+
+def _global_array(sharding, local):
+    return jax.make_array_from_process_local_data(sharding, np.asarray(local))
+
+
+def build(config, image_shape: tuple[int, int, int]) -> ParallelSteps:
+    """Wraps the steps of ``config`` for ``config.parallel`` over ``config.num_devices``."""
+    if config.parallel not in PARALLEL_MODES:
+        raise ValueError(f"config.parallel={config.parallel!r}: expected one of {PARALLEL_MODES}")
+    devices = select_devices(config.num_devices)
+    check_batch_divisible(config.batch_size, len(devices))
+    if config.parallel == "jit":
+        return _build_jit(config, image_shape, devices)
+    return _build_pmap(config, image_shape, devices)
+
+
+def _build_jit(config, image_shape, devices) -> ParallelSteps:
+    method = state_lib.build_method(config)
+    mesh = make_mesh(devices)
+    replicated = NamedSharding(mesh, P())
+    by_example = NamedSharding(mesh, P(AXIS))            # (B, ...)
+    by_step_example = NamedSharding(mesh, P(None, AXIS))  # (S, B, ...)
+
+    # Donate the state: the old one is dead once the round returns.
+    round_fn = jax.jit(functools.partial(steps.train_round, method),
+                       in_shardings=(replicated, by_step_example),
+                       out_shardings=(replicated, replicated), donate_argnums=0)
+    eval_fn = jax.jit(functools.partial(steps.eval_step, method),
+                      in_shardings=(replicated, by_example), out_shardings=replicated)
+
+    def place_state(state):
+        return jax.device_put(state, replicated)
+
+    def init_state(rng):
+        return place_state(state_lib.create_train_state(method, rng, image_shape))
+
+    def train_round(state, batches):
+        return round_fn(state, jax.tree.map(functools.partial(_global_array, by_step_example), batches))
+
+    def eval_step(state, batch):
+        return eval_fn(state, jax.tree.map(functools.partial(_global_array, by_example), batch))
+
+    return ParallelSteps(method, "jit", tuple(devices), mesh, init_state, place_state,
+                         lambda state: jax.device_get(state), train_round, eval_step)
+
+
+def _build_pmap(config, image_shape, devices) -> ParallelSteps:
+    method = state_lib.build_method(config, axis_name=AXIS)
+    local = [d for d in devices if d.process_index == jax.process_index()]
+    n = len(local)
+
+    round_fn = jax.pmap(functools.partial(steps.train_round, method), axis_name=AXIS,
+                        devices=devices, donate_argnums=0)
+    eval_fn = jax.pmap(functools.partial(steps.eval_step, method), axis_name=AXIS, devices=devices)
+
+    def split(batch_axis, x):
+        x = np.asarray(x)
+        shape = x.shape[:batch_axis] + (n, x.shape[batch_axis] // n) + x.shape[batch_axis + 1:]
+        return np.moveaxis(x.reshape(shape), batch_axis, 0)
+
+    def place_state(state):
+        # One copy per local device on a new leading axis; pmap places them.
+        stacked = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n, *np.shape(x))), state)
+        return jax.pmap(lambda s: s, axis_name=AXIS, devices=local)(stacked)
+
+    def init_state(rng):
+        single = state_lib.create_train_state(
+            state_lib.build_method(config), rng, image_shape)
+        return place_state(single)
+
+    def gather_state(state):
+        return jax.device_get(jax.tree.map(lambda x: x[0], state))
+
+    def train_round(state, batches):
+        state, metrics = round_fn(state, jax.tree.map(functools.partial(split, 1), batches))
+        return state, jax.tree.map(lambda x: x[0], metrics)
+
+    def eval_step(state, batch):
+        return jax.tree.map(lambda x: x[0], eval_fn(state, jax.tree.map(functools.partial(split, 0), batch)))
+
+    return ParallelSteps(method, "pmap", tuple(devices), None, init_state, place_state,
+                         gather_state, train_round, eval_step)

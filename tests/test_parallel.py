@@ -1,0 +1,76 @@
+"""jit-sharded, pmap and single-device runs of the same rounds agree.
+
+The runs compute in float64: the hard top-K is discontinuous, so float32
+reduction-order noise (~1e-7) occasionally swaps a pixel at the k-th place and
+the runs drift apart by ~1e-3 after a few Adam steps. In float64 that noise is
+gone, and any real difference (pmean of the wrong thing, per-device BatchNorm
+statistics) still shows at O(1). SGD rather than Adam: Adam divides each
+gradient by its own magnitude, so a dead unit's zero gradient (1e-18 here,
+1e-10 there after float32 averaging) becomes a full-size step either way.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxmask import parallel
+
+IMAGE_SHAPE = (16, 16, 3)
+ROUNDS = 3
+
+
+def config_for(mode, num_devices):
+    from conftest import load_config
+    config = load_config("synth_hair", "smoke")
+    config.image_size = IMAGE_SHAPE[0]
+    config.parallel, config.num_devices = mode, num_devices
+    config.dtype = "float64"
+    config.optimizer = "sgd"
+    config.masker_learning_rate = config.phi_learning_rate = 0.05
+    return config
+
+
+def global_batches(round_index, steps_per_round=4, batch_size=16):
+    rng = np.random.default_rng(round_index)
+    return {"image": rng.uniform(size=(steps_per_round, batch_size, *IMAGE_SHAPE)).astype(np.float32),
+            "label": rng.integers(0, 4, size=(steps_per_round, batch_size)).astype(np.int32)}
+
+
+def run(mode, num_devices):
+    with jax.enable_x64(True):
+        return _run(mode, num_devices)
+
+
+def _run(mode, num_devices):
+    steps = parallel.build(config_for(mode, num_devices), IMAGE_SHAPE)
+    state = steps.init_state(jax.random.key(0))
+    for r in range(ROUNDS):
+        state, metrics = steps.train_round(state, global_batches(r))
+    evaluation = steps.eval_step(state, jax.tree.map(lambda x: x[0], global_batches(99)))
+    return steps.gather_state(state), jax.device_get(metrics), jax.device_get(evaluation)
+
+
+@pytest.fixture(scope="module")
+def single():
+    return run("jit", 1)
+
+
+@pytest.mark.parametrize("mode", ["jit", "pmap"])
+def test_eight_devices_match_one(single, mode):
+    assert jax.device_count() == 8
+    state, metrics, evaluation = run(mode, 8)
+    ref_state, ref_metrics, ref_evaluation = single
+    assert int(state.step) == ROUNDS
+    for ref, got in zip(jax.tree.leaves(ref_state), jax.tree.leaves(state)):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    for key in ref_metrics:
+        np.testing.assert_allclose(metrics[key], ref_metrics[key], rtol=1e-5, atol=1e-6)
+    for key in ref_evaluation:
+        np.testing.assert_allclose(evaluation[key], ref_evaluation[key], rtol=1e-5)
+
+
+def test_batch_not_divisible_by_devices_is_refused():
+    config = config_for("jit", 8)
+    config.batch_size = 12
+    with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices"):
+        parallel.build(config, IMAGE_SHAPE)
