@@ -16,6 +16,8 @@ frameworks compute the same function on the same weights.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from typing import Sequence
 
@@ -119,36 +121,48 @@ def topk_split(m: torch.Tensor, k: int):
 
 
 class Game:
-    """Both players, their Adam optimisers and the round (3 predictor + 1 obfuscator steps)."""
+    """Both players, their optimisers (Adam, or SGD with momentum 0.9 as optax.sgd) and the round."""
 
     def __init__(self, *, channels, image_size, num_classes, masker_widths, phi_widths,
-                 phi_hidden, k, lr=1e-3, predictor_steps=3, obfuscator_steps=1,
-                 channels_last=False, dtype=torch.float32, seed=0):
+                 phi_hidden, k, lr=1e-3, optimizer="adam", predictor_steps=3, obfuscator_steps=1,
+                 channels_last=False, dtype=torch.float32, device="cpu", seed=0):
         torch.manual_seed(seed)
         self.k = k
+        self.device = torch.device(device)
         self.predictor_steps, self.obfuscator_steps = predictor_steps, obfuscator_steps
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.dtype = dtype
-        self.masker = Masker(channels, masker_widths).to(memory_format=self.memory_format)
+        self.masker = Masker(channels, masker_widths).to(self.device, memory_format=self.memory_format)
         self.phi = Classifier(channels, image_size, num_classes, phi_widths, phi_hidden).to(
-            memory_format=self.memory_format)
-        self.masker_opt = torch.optim.Adam(self.masker.parameters(), lr=lr)
-        self.phi_opt = torch.optim.Adam(self.phi.parameters(), lr=lr)
+            self.device, memory_format=self.memory_format)
+        make = {"adam": lambda p: torch.optim.Adam(p, lr=lr),
+                "sgd": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9)}[optimizer]
+        self.masker_opt = make(self.masker.parameters())
+        self.phi_opt = make(self.phi.parameters())
         self._predictor, self._obfuscator = self.predictor_step, self.obfuscator_step
 
     def compile(self, **kwargs) -> "Game":
-        """Wraps the two steps' forward/backward in torch.compile (optimiser stays eager)."""
+        """Wraps the losses and the release path in torch.compile (backward and Adam as compiled
+        by AOTAutograd; the optimiser step stays eager)."""
         self._predictor_loss = torch.compile(self._predictor_loss_eager, **kwargs)
         self._obfuscator_loss = torch.compile(self._obfuscator_loss_eager, **kwargs)
+        self._release = torch.compile(self._release_eager, **kwargs)
         return self
 
     def to_input(self, images_nhwc: np.ndarray) -> torch.Tensor:
         """(B, H, W, C) numpy float32 → (B, C, H, W) tensor in this game's memory format."""
-        x = torch.from_numpy(np.ascontiguousarray(images_nhwc)).permute(0, 3, 1, 2)
-        return x.contiguous(memory_format=self.memory_format)
+        x = torch.from_numpy(np.array(images_nhwc, np.float32)).permute(0, 3, 1, 2)
+        return x.to(self.device).contiguous(memory_format=self.memory_format)
+
+    def to_labels(self, labels) -> torch.Tensor:
+        return torch.from_numpy(np.array(labels, np.int64)).to(self.device)
 
     def _autocast(self):
-        return torch.autocast("cpu", dtype=self.dtype, enabled=self.dtype != torch.float32)
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    def synchronize(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     # The losses; kept as methods so torch.compile can wrap them.
     def _predictor_loss_eager(self, x, y):
@@ -205,14 +219,19 @@ class Game:
             losses.append(self.obfuscator_step(xs[i]))
         return losses
 
-    @torch.no_grad()
-    def mask_images(self, x):
-        """The release path: h ⊙ x with exactly k revealed pixels per image."""
-        self.masker.eval()
+    def _release_eager(self, x):
         with self._autocast():
             m = self.masker(x).float()
         keep, _ = topk_split(m, self.k)
         return keep * x
+
+    _release = _release_eager
+
+    @torch.no_grad()
+    def mask_images(self, x):
+        """The release path: h ⊙ x with exactly k revealed pixels per image."""
+        self.masker.eval()
+        return self._release(x)
 
 
 # --- weights from jaxmask -------------------------------------------------------------
@@ -263,21 +282,195 @@ def load_flax_weights(game: Game, state) -> None:
     game.phi.out.bias.copy_(_t(pp["Dense_1"]["bias"]))
 
 
-def masker_head_kernel_nchw(game: Game) -> np.ndarray:
-    """The masker's first conv kernel back in flax layout (kh, kw, in, out), to compare updates."""
-    return game.masker.down[0][0].conv.weight.detach().permute(2, 3, 1, 0).numpy()
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
 
 
-def phi_out_kernel(game: Game) -> np.ndarray:
-    """Φ's last dense kernel in flax layout (in, out)."""
-    return game.phi.out.weight.detach().T.numpy()
+def _conv_bn_params(module: ConvBNReLU) -> dict:
+    return {"Conv_0": {"kernel": _np(module.conv.weight.permute(2, 3, 1, 0))},
+            "BatchNorm_0": {"scale": _np(module.bn.weight), "bias": _np(module.bn.bias)}}
 
 
-def time_call(fn, repeats: int) -> list[float]:
-    """Wall seconds of ``repeats`` calls of fn (torch CPU ops are synchronous)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+def export_flax_params(game: Game) -> dict:
+    """The inverse of ``load_flax_weights`` for parameters: {"masker": ..., "phi": ...} in flax layout."""
+    blocks = list(game.masker.down) + [game.masker.bottleneck] + list(game.masker.up_blocks)
+    masker = {f"ConvBNReLU_{2 * i + j}": _conv_bn_params(block[j])
+              for i, block in enumerate(blocks) for j in range(2)}
+    for i, up in enumerate(game.masker.up):
+        masker[f"ConvTranspose_{i}"] = {"kernel": _np(up.weight.permute(2, 3, 0, 1).flip(0, 1)),
+                                        "bias": _np(up.bias)}
+    masker["Conv_0"] = {"kernel": _np(game.masker.head.weight.permute(2, 3, 1, 0)),
+                        "bias": _np(game.masker.head.bias)}
+    phi = {f"ConvBNReLU_{i}": _conv_bn_params(layer) for i, layer in enumerate(game.phi.convs)}
+    dense = game.phi.dense.weight.detach().T                  # (c*h*w, hidden), torch order
+    c = game.phi.convs[-1].conv.out_channels
+    side = int(round((dense.shape[0] // c) ** 0.5))
+    phi["Dense_0"] = {"kernel": _np(dense.reshape(c, side, side, -1).permute(1, 2, 0, 3)
+                                    .reshape(dense.shape[0], -1))}
+    phi["BatchNorm_0"] = {"scale": _np(game.phi.bn.weight), "bias": _np(game.phi.bn.bias)}
+    phi["Dense_1"] = {"kernel": _np(game.phi.out.weight.T), "bias": _np(game.phi.out.bias)}
+    return {"masker": masker, "phi": phi}
+
+
+def game_for(spec, *, variant: str = "eager", device: str = "cpu", seed: int = 0) -> Game:
+    """A Game shaped like a ``jaxmask.bench.Spec``; variant: eager | eager_cl | compile."""
+    game = Game(channels=spec.channels, image_size=spec.image_size, num_classes=spec.num_classes,
+                masker_widths=spec.masker_widths, phi_widths=spec.phi_widths,
+                phi_hidden=spec.phi_hidden, k=spec.k, lr=spec.learning_rate, optimizer=spec.optimizer,
+                predictor_steps=spec.predictor_steps, obfuscator_steps=spec.obfuscator_steps,
+                channels_last=variant != "eager",
+                dtype=torch.bfloat16 if spec.dtype == "bfloat16" else torch.float32,
+                device=device, seed=seed)
+    return game.compile() if variant == "compile" else game
+
+
+def default_device() -> str:
+    """cuda when JAX runs on a GPU and this torch has CUDA; cpu otherwise."""
+    import jax
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def check_equivalence(spec, seed: int = 0, device: str | None = None,
+                      method_transform=None) -> dict:
+    """One predictor step then one obfuscator step, from the same weights, in both frameworks.
+
+    Compares the soft mask, the exact-k reveal, both losses and the parameter
+    updates. The check runs with SGD (momentum 0.9; its first update is −lr·g)
+    so the updates *are* the gradients: Adam's first update, ≈ −lr·sign(g),
+    turns float noise in near-zero gradients (e.g. a bias that BatchNorm
+    cancels) into ±lr disagreements. Adam itself is the same textbook rule on
+    both sides. Updates are compared per player and step as
+    ‖Δ_jax − Δ_torch‖ / ‖Δ_jax‖ over all its parameters (the obfuscator step
+    from jaxmask's post-predictor weights on both sides): float32 rounding through 14 BatchNorm'd layers
+    leaves ~1e-4 (~1e-3 in the first encoder level), a wrong layout or flip
+    gives ~1, so the bound is 1e-2. BatchNorm running variances are not compared:
+    torch keeps the unbiased batch variance, flax the biased one.
+    """
+    import jax
+
+    from jaxmask import bench
+    from jaxmask import state as state_lib
+
+    device = device or default_device()
+    spec = dataclasses.replace(spec, optimizer="sgd")
+    method = state_lib.build_method(spec.config())
+    if method_transform is not None:
+        method = method_transform(method)
+    state = state_lib.create_train_state(method, jax.random.PRNGKey(seed),
+                                         (spec.image_size, spec.image_size, spec.channels))
+    batches = bench.synthetic_batches(spec, seed)
+
+    # Full float32 matmuls on both sides (GPUs would otherwise use TF32), so the
+    # comparison measures the computation, not two roundings of it.
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with jax.default_matmul_precision("highest"):
+            return _compare(spec, method, state, batches, device)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+def _compare(spec, method, state, batches, device) -> dict:
+    import jax
+
+    from jaxmask import steps
+
+    first = {k: v[0] for k, v in batches.items()}
+    last = {k: v[spec.predictor_steps] for k, v in batches.items()}
+    m_jax, _ = method.masker.apply(state.masker.variables, first["image"], train=True,
+                                   mutable=["batch_stats"])
+    h_jax = np.asarray(jax.jit(lambda m: steps.topk_split(m, method.k)[0])(m_jax))
+    after_p, metrics_p = jax.jit(lambda s, b: steps.predictor_step(method, s, b))(state, first)
+    after_o, metrics_o = jax.jit(lambda s, b: steps.obfuscator_step(method, s, b))(after_p, last)
+
+    game = game_for(spec, device=device, seed=0)
+    load_flax_weights(game, jax.device_get(state))
+    x0, y0 = game.to_input(first["image"]), game.to_labels(first["label"])
+    with torch.no_grad():
+        game.masker.train()
+        m_torch = _np(copy.deepcopy(game.masker)(x0).permute(0, 2, 3, 1))
+        h_torch = _np(topk_split(torch.from_numpy(m_torch).to(game.device), spec.k)[0])
+    loss_p = float(game.predictor_step(x0, y0))
+    flat = lambda tree: np.concatenate([np.ravel(a) for a in jax.tree.leaves(tree)])
+
+    def update_error(before, after_jax, after_torch, players):
+        errors = {}
+        for player in players:
+            b = flat(jax.device_get(before[player]))
+            dj, dt = flat(jax.device_get(after_jax[player])) - b, flat(after_torch[player]) - b
+            errors[player] = float(np.linalg.norm(dj - dt) / np.linalg.norm(dj))
+        return errors
+
+    params = lambda s: {"masker": s.masker.params, "phi": s.phi.params}
+    predictor_error = update_error(params(state), params(after_p), export_flax_params(game),
+                                   ("masker", "phi"))
+    # The obfuscator step starts from jaxmask's post-predictor weights on both sides, so
+    # it is compared on its own (a near-tie top-K pixel flipped by rounding in step one
+    # would otherwise compound into step two).
+    load_flax_weights(game, jax.device_get(after_p))
+    loss_o = float(game.obfuscator_step(game.to_input(last["image"])))
+    obfuscator_error = update_error(params(after_p), params(after_o), export_flax_params(game),
+                                    ("masker",))
+    report = {
+        "mask_max_abs_diff": float(np.max(np.abs(np.asarray(m_jax) - m_torch))),
+        "reveal_agreement": float(np.mean(h_jax == h_torch)),
+        "predictor_loss_jax": float(metrics_p["predictor_loss"]), "predictor_loss_torch": loss_p,
+        "obfuscator_loss_jax": float(metrics_o["obfuscator_loss"]), "obfuscator_loss_torch": loss_o,
+        "predictor_masker_update_rel_error": predictor_error["masker"],
+        "predictor_phi_update_rel_error": predictor_error["phi"],
+        "obfuscator_masker_update_rel_error": obfuscator_error["masker"],
+    }
+    close = lambda a, b: abs(a - b) <= 1e-3 * max(1.0, abs(a))
+    worst = max(*predictor_error.values(), *obfuscator_error.values())
+    report["ok"] = bool(report["mask_max_abs_diff"] < 1e-3 and report["reveal_agreement"] > 0.999
+                        and close(report["predictor_loss_jax"], loss_p)
+                        and close(report["obfuscator_loss_jax"], loss_o)
+                        and worst < 1e-2)
+    return report
+
+
+def contenders(spec, state, batches, benchmarks, flops, variants=("eager",), device=None,
+               seed: int = 0) -> list:
+    """``jaxmask.bench.Contender``s of this reference, one per variant and benchmark.
+
+    Weights are copied from jaxmask's initial ``state`` and the batches are the
+    same, so both frameworks time the same computation; ``flops`` (by
+    benchmark name, from XLA) give their GFLOP/s.
+    """
+    import jax
+
+    from jaxmask.bench import Contender
+
+    device = device or default_device()
+    host_state = jax.device_get(state)
+    out = []
+    for variant in variants:
+        game = game_for(spec, variant=variant, device=device, seed=seed)
+        load_flax_weights(game, host_state)
+        xs = [game.to_input(x) for x in batches["image"]]
+        ys = [game.to_labels(y) for y in batches["label"]]
+        framework = f"torch_{variant}"
+
+        def round_call(game=game, xs=xs, ys=ys):
+            game.train_round(xs, ys)
+            game.synchronize()
+
+        def masker_call(game=game, x=xs[0]):
+            game.mask_images(x)
+            game.synchronize()
+
+        def first_call_seconds(fn):
+            start = time.perf_counter()
+            fn()
+            return time.perf_counter() - start
+
+        if "round" in benchmarks:
+            out.append(Contender("round", framework, round_call,
+                                 spec.steps_per_round * spec.batch_size, flops.get("round"),
+                                 first_call_seconds(round_call) if variant == "compile" else None))
+        if "masker" in benchmarks:
+            out.append(Contender("masker", framework, masker_call, spec.batch_size,
+                                 flops.get("masker"),
+                                 first_call_seconds(masker_call) if variant == "compile" else None))
+    return out

@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     if name not in COMMANDS:
         print(f"jaxmask: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
+    from jaxmask import platform
+    platform.configure_xla_defaults()   # before any JAX backend starts; see jaxmask/platform.py
     from absl import app, flags
     command = importlib.import_module(f"jaxmask.commands.{name}")
     command.define_flags()

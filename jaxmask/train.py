@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmask import parallel
+from jaxmask import checkpoint, parallel
 from jaxmask.data import pipeline
 
 
@@ -81,6 +81,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     # ---- Setup: devices, steps, data.
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
+    # Before anything compiles: a workdir whose checkpoint has other shapes is refused.
+    checkpoints = checkpoint.TrainCheckpoints(workdir, config)
     image_shape = (config.image_size, config.image_size, config.channels)
     steps = parallel.build(config, image_shape)
     logging.info("process %d/%d, %d local / %d global devices (%s), parallel=%s, k=%d of %d pixels",
@@ -94,9 +96,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         train_source, global_batch=config.batch_size, steps_per_round=rounds_batches,
         seed=config.seed, worker_count=config.data.worker_count, prefetch=config.data.prefetch)
     state = steps.init_state(jax.random.key(config.seed))
+    # Resume from the workdir's latest checkpoint, if any.
+    state = checkpoints.resume(steps, state, data)
     writer = MetricsWriter(workdir)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    if jax.process_index() == 0:   # one writer: a pod's hosts share the workdir
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
 
     # ---- Loop.
     first_round = int(jax.device_get(steps.gather_state(state).step))
@@ -104,33 +109,44 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     train_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
     images_per_round = config.batch_size * rounds_batches
-    for round_index in range(first_round, config.num_rounds):
-        step = round_index + 1
-        state, metrics = steps.train_round(state, next(data))
-        # Accumulate on device: no host sync until the log line.
-        window = metrics if window is None else jax.tree.map(jnp.add, window, metrics)
-        window_rounds += 1
-        if round_index == first_round:
-            jax.block_until_ready(state)
-            logging.info("first round (compilation included) took %.1f s", time.time() - window_start)
-            window, window_rounds, window_start = None, 0, time.time()
-        is_last = step == config.num_rounds
-        if window is not None and (step % config.log_every == 0 or is_last):
-            train_metrics = {k: float(v) / window_rounds for k, v in jax.device_get(window).items()}
-            _check_finite(step, train_metrics)
-            elapsed = time.time() - window_start
-            images_per_s = window_rounds * images_per_round / max(elapsed, 1e-9)
-            eta = (config.num_rounds - step) * elapsed / window_rounds
-            if jax.process_index() == 0:
-                _log(step, config.num_rounds, train_metrics, images_per_s, eta)
-            writer.write(step, "train", {**train_metrics, "images_per_s": images_per_s})
-            window, window_rounds, window_start = None, 0, time.time()
-        if step % config.eval_every == 0 or is_last:
-            eval_metrics = evaluate_split(steps, state, validation_source, config.batch_size)
-            logging.info("round %d validation: %s", step,
-                         " ".join(f"{k}={v:.4f}" for k, v in eval_metrics.items()))
-            writer.write(step, "validation", eval_metrics)
-            window_start = time.time()
+    # Checkpoints every checkpoint_every rounds, at the end, and when SIGTERM/SIGINT
+    # (or a multi-process preemption) asks to stop: the round finishes, then saves.
+    with checkpoints, checkpoint.StopOnSignal() as stop:
+        for round_index in range(first_round, config.num_rounds):
+            step = round_index + 1
+            state, metrics = steps.train_round(state, next(data))
+            # Accumulate on device: no host sync until the log line.
+            window = metrics if window is None else jax.tree.map(jnp.add, window, metrics)
+            window_rounds += 1
+            if round_index == first_round:
+                jax.block_until_ready(state)
+                logging.info("first round (compilation included) took %.1f s", time.time() - window_start)
+                window, window_rounds, window_start = None, 0, time.time()
+            is_last = step == config.num_rounds
+            if window is not None and (step % config.log_every == 0 or is_last):
+                train_metrics = {k: float(v) / window_rounds for k, v in jax.device_get(window).items()}
+                _check_finite(step, train_metrics)
+                elapsed = time.time() - window_start
+                images_per_s = window_rounds * images_per_round / max(elapsed, 1e-9)
+                eta = (config.num_rounds - step) * elapsed / window_rounds
+                if jax.process_index() == 0:
+                    _log(step, config.num_rounds, train_metrics, images_per_s, eta)
+                writer.write(step, "train", {**train_metrics, "images_per_s": images_per_s})
+                window, window_rounds, window_start = None, 0, time.time()
+            if step % config.eval_every == 0 or is_last:
+                eval_metrics = evaluate_split(steps, state, validation_source, config.batch_size)
+                logging.info("round %d validation: %s", step,
+                             " ".join(f"{k}={v:.4f}" for k, v in eval_metrics.items()))
+                writer.write(step, "validation", eval_metrics)
+                window_start = time.time()
+            # After the evaluation: a resumed run starts after this round and would skip it.
+            stopping = stop.requested or checkpoints.reached_preemption(step)
+            if (config.checkpoint_every > 0 and step % config.checkpoint_every == 0) or is_last or stopping:
+                checkpoints.save(step, steps.gather_state(state), data)
+            if stopping:
+                logging.warning("stopped at round %d (%s) with a checkpoint: run again to resume",
+                                step, stop.reason or "preemption")
+                break
 
     return {"state": steps.gather_state(state), "train": train_metrics, "validation": eval_metrics,
-            "method": steps.method}
+            "method": steps.method, "stopped_by": stop.reason}

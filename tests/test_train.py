@@ -16,7 +16,7 @@ def test_cli_train_smoke_writes_metrics(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "jaxmask.cli", "train",
          "--config", os.path.join(REPO, "configs/synth_hair.py:smoke"),
-         "--config.image_size=16", f"--workdir={workdir}"],
+         f"--workdir={workdir}"],
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -31,7 +31,7 @@ def test_cli_train_smoke_writes_metrics(tmp_path):
 def test_non_finite_loss_stops_with_the_metric_named(tmp_path):
     from jaxmask import train
     config = load_config("synth_hair", "smoke")
-    config.image_size, config.num_devices = 16, 1
+    config.num_devices = 1
     config.phi_learning_rate = float("nan")
     with pytest.raises(FloatingPointError, match=r"non-finite predictor_\w+=nan .*round 2"):
         train.train_and_evaluate(config, str(tmp_path))

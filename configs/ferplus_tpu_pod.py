@@ -1,0 +1,34 @@
+r"""FER+ expression on a TPU pod slice: configs/ferplus.py with a pod-sized global batch in bf16.
+
+    # every worker of the slice (launch/tpu_pod.sh does this; docs/scaling.md):
+    jaxmask train --config configs/ferplus_tpu_pod.py \
+        --config.data.data_dir /mnt/jaxmask/tfds --workdir /mnt/jaxmask/runs/ferplus_pod
+
+Differs from configs/ferplus.py only in the global batch (1024, split over
+every device of every host: 32 per chip on a v4-64, 16 per chip on a
+v5litepod-64) and the compute dtype (bfloat16: the MXU's native input;
+parameters, optimiser state and losses stay float32). The mesh is the
+single-host file's: ``parallel="jit"`` over a 1-D ``('data',)`` mesh of all
+``num_devices=0`` devices, which the state (≈3.4 M parameters) is replicated
+over. The batch must divide by the device count (start-up says so if not).
+``smoke`` keeps the fixture's shapes with the pod's dtype, for a quick check.
+"""
+
+import importlib.util
+import os
+
+
+def _single_host_config(arg):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ferplus.py")
+    spec = importlib.util.spec_from_file_location("jaxmask_configs_ferplus", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def get_config(arg: str | None = None):
+    config = _single_host_config(arg)
+    if (arg or "default") == "default":
+        config.batch_size = 1024
+    config.dtype = "bfloat16"
+    return config

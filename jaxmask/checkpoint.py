@@ -1,0 +1,369 @@
+"""Training checkpoints of a workdir (orbax), resume, and the config check.
+
+A checkpoint is one directory ``workdir/checkpoints/<step>`` (step = completed
+rounds) with three items saved together (``ocp.args.Composite``):
+
+  state/   the single-copy TrainState (``ParallelSteps.gather_state``): it does
+           not depend on the device count or the parallel mode, and
+           ``ParallelSteps.place_state`` re-places it on whatever a restart runs.
+  data/    the grain iterator state, one JSON file per process, so the batches
+           continue exactly where they stopped.
+  config/  the config as JSON, compared with the config of a resumed run.
+
+Saves are asynchronous (the loop goes on while arrays are written) and atomic:
+orbax writes ``<step>.orbax-checkpoint-tmp-*`` and renames it to ``<step>``
+only once everything is on disk, so a process killed mid-save leaves a
+temporary directory that is never taken as the latest checkpoint (the next run
+deletes it). Steps are deterministic on CPU, so a run killed at any point and
+resumed ends with the same parameters, bit for bit, as an uninterrupted one.
+
+The exported masker bundle lives in ``jaxmask.export`` (re-exported here) so
+that loading a masker never imports the training stack (orbax, grain).
+"""
+
+from __future__ import annotations
+
+import json
+import logging as pylogging
+import os
+import signal
+import threading
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+
+from jaxmask.export import BundleError, MaskerBundle, export_masker, load_masker  # noqa: F401
+
+CHECKPOINT_DIR = "checkpoints"
+ITEMS = ("state", "data", "config")
+
+# Fields that change the shapes or the structure of the saved state: a
+# checkpoint trained with another value cannot be restored into this model.
+SHAPE_FIELDS = ("image_size", "channels", "num_classes", "masker_widths", "phi_widths",
+                "phi_hidden", "optimizer")
+# Fields expected to differ between a run and its resumption (not reported).
+RUNTIME_FIELDS = ("parallel", "num_devices")
+
+_MISSING = "<absent>"
+
+
+class IncompatibleCheckpointError(ValueError):
+    """The workdir's checkpoint was trained with a model of other shapes."""
+
+
+def config_dict(config) -> dict[str, Any]:
+    """A ConfigDict (or dict) as plain JSON types: tuples become lists."""
+    if isinstance(config, dict):
+        return json.loads(json.dumps(config))
+    return json.loads(config.to_json_best_effort())
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def compare_configs(saved: dict, current: dict, where: str) -> dict[str, tuple[Any, Any]]:
+    """The fields ``current`` changes, as {dotted name: (saved, current)}.
+
+    Raises IncompatibleCheckpointError, naming the field, when one of
+    ``SHAPE_FIELDS`` differs (the saved arrays would not fit the model).
+    """
+    saved_flat, current_flat = _flatten(config_dict(saved)), _flatten(config_dict(current))
+    changed = {}
+    for name in sorted(set(saved_flat) | set(current_flat)):
+        before, after = saved_flat.get(name, _MISSING), current_flat.get(name, _MISSING)
+        if before != after and name not in RUNTIME_FIELDS:
+            changed[name] = (before, after)
+    for name in SHAPE_FIELDS:
+        if name in changed:
+            before, after = changed[name]
+            raise IncompatibleCheckpointError(
+                f"{where} was trained with {name}={before}, but this config has {name}={after}: "
+                f"{name} changes the shapes of the saved state, so the run cannot resume. "
+                f"Use a new --workdir, or --config.{name}={before} to continue it.")
+    return changed
+
+
+def rewind_metrics(path: str, step: int) -> int:
+    """Drops the records of ``path`` (metrics.jsonl) logged after round ``step``; returns how many.
+
+    A resumed run repeats the rounds after its checkpoint: their records from
+    the killed run would otherwise appear twice.
+    """
+    if jax.process_index() != 0 or not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+    return len(lines) - len(kept)
+
+
+class _OrbaxInfoFilter:
+    """Drops orbax's INFO records (dozens per save) from the absl log; warnings pass."""
+
+    def filter(self, record) -> bool:
+        return record.levelno >= pylogging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def _quiet_orbax() -> None:
+    logger = logging.get_absl_logger()
+    if not any(isinstance(f, _OrbaxInfoFilter) for f in logger.filters):
+        logger.addFilter(_OrbaxInfoFilter())
+
+
+def _grain_args():
+    # grain only where an iterator is saved or restored: this module is imported
+    # by load_masker's callers, which must not need the input pipeline.
+    import grain.checkpoint
+    return grain.checkpoint
+
+
+class TrainCheckpoints:
+    """The orbax CheckpointManager of ``workdir/checkpoints``.
+
+    Args:
+      workdir: the training directory (made absolute: orbax wants absolute paths).
+      config: the run's config. It is compared with the latest checkpoint's
+        at once (IncompatibleCheckpointError for another model, before
+        anything compiles), saved with every checkpoint, and its
+        ``max_checkpoints`` newest checkpoints are kept (≤ 0: all). None:
+        restoring only.
+      read_only: open an existing directory for restoring only (export):
+        nothing is created, saved, or cleaned up.
+    """
+
+    def __init__(self, workdir: str, config=None, *, read_only: bool = False):
+        _quiet_orbax()
+        self.config, self.read_only = config, read_only
+        self.workdir = os.path.abspath(workdir)
+        self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
+        if read_only and not os.path.isdir(self.directory):
+            raise FileNotFoundError(f"{self.workdir} has no checkpoints: expected {self.directory}/<step>/ "
+                                    "(written by `jaxmask train --workdir`)")
+        max_to_keep = 0 if config is None else config.max_checkpoints
+        policy = ocp.checkpoint_managers.LatestN(max_to_keep) if max_to_keep > 0 else None
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policy, create=not read_only,
+            # Leftovers of a save killed mid-write: never a checkpoint, so delete them.
+            cleanup_tmp_directories=not read_only, enable_async_checkpointing=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+        step = self.latest_step()
+        if config is not None and step is not None:
+            where = f"the checkpoint of round {step} in {self.directory}"
+            changed = compare_configs(self.restore_config(step), config, where)
+            if changed:
+                logging.warning("resuming with a config that differs from %s: %s", where,
+                                "; ".join(f"{k}: {a} → {b}" for k, (a, b) in changed.items()))
+
+    def __enter__(self) -> "TrainCheckpoints":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def latest_step(self) -> int | None:
+        """The newest committed checkpoint's step (partial saves never count), or None."""
+        return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def _step_or_latest(self, step: int | None) -> int:
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{self.directory} holds no complete checkpoint")
+        if step not in self.manager.all_steps():
+            raise FileNotFoundError(f"{self.directory} has no checkpoint of step {step}; "
+                                    f"it has {self.all_steps()}")
+        return step
+
+    def restore_config(self, step: int | None = None) -> dict[str, Any]:
+        """The config saved with checkpoint ``step`` (default: the latest), as a dict."""
+        step = self._step_or_latest(step)
+        restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+        return restored["config"]
+
+    def restore(self, template, step: int | None = None, data=None):
+        """The single-copy state of checkpoint ``step`` (default: the latest), as host arrays.
+
+        ``template``: a single-copy state of the same structure and shapes (e.g.
+        ``state_template(config)``); ``data``: a grain iterator to set to the
+        saved position (optional).
+        """
+        step = self._step_or_latest(step)
+        template = jax.tree.map(np.asarray, template)
+        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))
+        if data is not None:
+            self._restore_data(step, data)
+        return restored["state"]
+
+    def _restore_data(self, step: int, data) -> None:
+        """Sets ``data`` to this process's saved position (grain's file layout, read directly).
+
+        A run on another process count has no file of its own: it continues
+        from the position of process ``index mod saved count``, with a warning
+        (its shards differ, so its batches differ from an uninterrupted run's).
+        """
+        import grain
+        index, count = jax.process_index(), jax.process_count()
+        folder = os.path.join(self.directory, str(step), "data")
+        path = os.path.join(folder, f"process_{index}-of-{count}.json")
+        if not os.path.exists(path):
+            saved = sorted(name for name in os.listdir(folder) if name.startswith("process_"))
+            if not saved:
+                raise FileNotFoundError(f"{folder} holds no data iterator state")
+            saved_count = int(saved[0].rsplit("-of-", 1)[1].split(".")[0])
+            path = os.path.join(folder, f"process_{index % saved_count}-of-{saved_count}.json")
+            logging.warning("the data position of round %d was saved by %d process(es), this run has %d: "
+                            "process %d continues from %s (other shards: batches differ from an "
+                            "uninterrupted run)", step, saved_count, count, index, os.path.basename(path))
+        with open(path) as f:
+            text = f.read()
+        # grain's CheckpointHandler format: JSON for dataset iterators, raw bytes for DataLoader ones.
+        data.set_state(json.loads(text) if isinstance(data, grain.DatasetIterator) else text.encode())
+
+    def save(self, step: int, state, data) -> bool:
+        """Starts the asynchronous save of round ``step``; False if that step is already saved.
+
+        ``state``: single-copy (``gather_state``); ``data``: the grain iterator,
+        positioned after the last batch of round ``step``.
+        """
+        if self.read_only or self.config is None:
+            raise ValueError(f"{self.directory} was opened for restoring only")
+        if step == self.latest_step():
+            return False
+        # Our own host copy: the loop donates the device buffers of the next round.
+        state = jax.tree.map(np.array, state)
+        self.manager.save(step, force=True, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data=_grain_args().CheckpointSave(data),
+            config=ocp.args.JsonSave(config_dict(self.config))))
+        return True
+
+    def reached_preemption(self, step: int) -> bool:
+        """Multi-process runs: True when JAX's preemption service says every process stops here."""
+        return jax.process_count() > 1 and self.manager.reached_preemption(step)
+
+    def resume(self, steps, state, data):
+        """Restores the latest checkpoint into (``state``, ``data``) if there is one.
+
+        ``steps``: the run's ``ParallelSteps`` (places the restored state).
+        Returns the placed state (``state`` itself if there is no checkpoint).
+        Records of metrics.jsonl after the restored round are dropped.
+        """
+        step = self.latest_step()
+        metrics_path = os.path.join(self.workdir, "metrics.jsonl")
+        if step is None:
+            dropped = rewind_metrics(metrics_path, 0)
+            logging.info("no checkpoint in %s: training from scratch%s", self.directory,
+                         f" (dropped {dropped} metric records of a run that saved none)" if dropped else "")
+            return state
+        where = f"the checkpoint of round {step} in {self.directory}"
+        restored = self.restore(state_template(self.config), step, data)
+        if int(restored.step) != step:
+            raise ValueError(f"{where} holds a state of step {int(restored.step)}")
+        rewind_metrics(metrics_path, step)
+        logging.info("resuming from %s%s", where, "" if step < self.config.num_rounds else
+                     f": already at num_rounds={self.config.num_rounds}, nothing left to train")
+        return steps.place_state(restored)
+
+    def wait(self) -> None:
+        """Blocks until the last save is on disk."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def state_template(config) -> Any:
+    """A zero single-copy TrainState of ``config``'s shapes (no compilation, no devices)."""
+    from jaxmask import state as state_lib
+    config = _as_config(config)
+    method = state_lib.build_method(config)
+    shape = (config.image_size, config.image_size, config.channels)
+    abstract = jax.eval_shape(lambda: state_lib.create_train_state(method, jax.random.key(0), shape))
+    return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract)
+
+
+def _as_config(config):
+    if isinstance(config, dict):
+        import ml_collections
+        return ml_collections.ConfigDict(config)
+    return config
+
+
+def restore_for_export(workdir: str, step: int | None = None):
+    """(single-copy state, config ConfigDict, step) of ``workdir``'s checkpoint (default: latest)."""
+    with TrainCheckpoints(workdir, read_only=True) as checkpoints:
+        step = checkpoints._step_or_latest(step)
+        config = _as_config(checkpoints.restore_config(step))
+        return checkpoints.restore(state_template(config), step), config, step
+
+
+def last_validation_metrics(workdir: str, step: int | None = None) -> dict[str, Any] | None:
+    """The last 'validation' record of ``workdir/metrics.jsonl`` (at or before ``step``), or None."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return None
+    found = None
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if record.get("split") == "validation" and (step is None or record.get("step", 0) <= step):
+                found = record
+    return found
+
+
+class StopOnSignal:
+    """Context manager: SIGTERM or SIGINT asks the loop to stop after the current round.
+
+    ``reason`` is the signal's name once one arrived (else None). A second
+    SIGINT aborts at once (KeyboardInterrupt). Handlers are installed only in
+    the main thread of a single-process run (multi-process runs stop through
+    ``TrainCheckpoints.reached_preemption``, which needs every process to
+    agree) and the previous handlers come back on exit.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.reason: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def _handle(self, signum, frame) -> None:
+        if self.reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.reason = signal.Signals(signum).name
+        logging.warning("%s: stopping after this round with a checkpoint (Ctrl-C again aborts without one)",
+                        self.reason)
+
+    def __enter__(self) -> "StopOnSignal":
+        if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()

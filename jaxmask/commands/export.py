@@ -1,0 +1,49 @@
+"""``jaxmask export --workdir DIR --out BUNDLE``: a self-contained masker bundle from a checkpoint.
+
+    jaxmask export --workdir /tmp/jaxmask/hair --out /tmp/jaxmask/hair_masker
+    jaxmask export --workdir DIR --out BUNDLE --step 200 --with_classifier
+
+Writes the masker's params and batch stats (Φ's too with --with_classifier;
+never the optimiser state) and manifest.json (version, model, image size, K,
+value mode, step, the last validation metrics of metrics.jsonl, sha256 of
+every file). Load it with ``jaxmask.load_masker(BUNDLE)``; layout in
+jaxmask/export.py.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("workdir", None, "training directory (holds checkpoints/ and metrics.jsonl)",
+                        required=True)
+    flags.DEFINE_string("out", None, "bundle directory to write (an existing bundle is replaced)",
+                        required=True)
+    flags.DEFINE_integer("step", None, "checkpoint step to export (default: the latest)")
+    flags.DEFINE_bool("with_classifier", False, "include Φ's params and batch stats")
+    flags.DEFINE_alias("with-classifier", "with_classifier")
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    from jaxmask import checkpoint
+    FLAGS = flags.FLAGS
+    try:
+        state, config, step = checkpoint.restore_for_export(FLAGS.workdir, FLAGS.step)
+        metrics = checkpoint.last_validation_metrics(FLAGS.workdir, step)
+        path = checkpoint.export_masker(state, config, FLAGS.out, step=step, metrics=metrics,
+                                        with_classifier=FLAGS.with_classifier)
+        bundle = checkpoint.load_masker(path)     # proves the bundle loads before saying so
+    except (FileNotFoundError, ValueError) as error:
+        print(f"jaxmask export: error: {error}", file=sys.stderr)
+        raise SystemExit(1)
+    shown = "none in metrics.jsonl" if metrics is None else " ".join(
+        f"{k}={v:.4f}" for k, v in metrics.items() if k not in ("step", "split") and isinstance(v, float))
+    print(f"exported the masker of round {step} to {path}\n"
+          f"  image {bundle.image_size}x{bundle.image_size}x{bundle.channels}, k={bundle.k} "
+          f"({bundle.topk_fraction:g}), values={bundle.values}, classifier={'yes' if bundle.classifier else 'no'}\n"
+          f"  validation: {shown}")

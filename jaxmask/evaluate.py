@@ -1,0 +1,318 @@
+"""Utility, privacy and mask metrics of every release, on one experiment (DESIGN.md §5).
+
+``evaluate(config, models, eval_config)`` compares the standard baselines
+(``jaxmask.baselines``: Original, Block, Gaussian Blur, Random-K) with exported
+maskers (``{name: MaskerBundle}``), all through the same ``release(images)``:
+
+* utility: an independent evaluator (``evaluators.EvalNet``'s task head, not
+  Φ) trained on original training images, accuracy on released test images;
+  and the *retrained* protocol: the evaluator fine-tuned on released training
+  images, tested on released test images.
+* privacy: (a) identity re-identification accuracy of an attacker trained on
+  original training images, tested on released test images (held-out images
+  of the same identities); (b) the attacker fine-tuned on released training
+  images (an adaptive adversary); the attacker is the identity head of the
+  same EvalNet (one shared backbone: one training per release, not two); (c) face similarity: cosine similarity of
+  the attacker's pooled embedding of the released vs the original image, and
+  on real faces dlib's face-recognition descriptor (``jaxmask.facesim``,
+  optional extra).
+* mask quality (datasets with ground-truth regions, e.g. SynthFaces): the
+  revealed fraction, and the share of revealed pixels inside the task region
+  and inside the identity region.
+
+"Fine-tuned" starts from the network trained on originals, so the retrained
+numbers are an adversary that knows the originals *and* adapts to the release.
+A K sweep re-ranks each masker's scores at other K (the masker is trained at
+one K) and compares it with Random-K at the same K.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import ml_collections
+import numpy as np
+
+from jaxmask import baselines, evaluators
+
+Progress = Callable[[str], None]
+
+# Metrics per method, in report column order (see report.COLUMNS for their titles).
+METRICS = ("face_similarity", "task_accuracy", "task_accuracy_retrained", "reid_accuracy",
+           "reid_accuracy_retrained", "revealed_fraction", "task_region_share",
+           "identity_region_share", "dlib_similarity")
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """Evaluation settings (``--eval.field=value`` on the command line)."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    # Block / blur region: square (centre y, centre x, side) in image fractions,
+    # centred on the SynthFaces face (its centre sits at y = 0.53).
+    config.face_box = (0.53, 0.5, 0.5)
+    config.blur_kernel_size = 9      # pixels at model resolution, odd
+    config.blur_sigma = 0.0          # ≤ 0: OpenCV's rule for the kernel size
+    config.k_sweep = (0.05, 0.1, 0.25, 0.5)
+    config.sweep_retrained = False   # also fine-tune evaluator/attacker per sweep point (slow)
+    config.max_train = 0             # training images for evaluator/attacker (0 = all)
+    config.max_test = 0              # test images (0 = all)
+    config.batch_size = 256          # images per release call
+    config.grid_examples = 6         # rows of the picture grid
+    config.dlib = "auto"             # dlib face similarity: auto (real faces, extra installed) | on | off
+    # The evaluator (task head) and the attacker (identity head): one EvalNet,
+    # trained on originals, then fine-tuned per release for the retrained protocol.
+    config.network = ml_collections.ConfigDict(dict(
+        widths=(32, 32, 64, 128), epochs=6, retrain_epochs=2, batch_size=64, learning_rate=2e-3))
+    return config
+
+
+# ---- Data -------------------------------------------------------------------------------
+
+def load_split(config, split: str, limit: int = 0) -> dict[str, np.ndarray]:
+    """The whole ``split`` of the experiment as host arrays.
+
+    'image' float32 (N, H, W, C) in [0, 1]; 'label', 'identity' int32 (N,)
+    (identity -1 where unknown); 'task_mask', 'identity_mask' bool (N, H, W)
+    where the dataset has them. ``limit`` > 0 keeps the first ``limit``.
+    """
+    from jaxmask.data import pipeline
+    source = pipeline.get_source(config, split)
+    n = len(source) if limit <= 0 else min(limit, len(source))
+    arrays = getattr(source, "arrays", None)
+    if arrays is not None:      # SynthFaces: already arrays (uint8 images)
+        out = {key: np.asarray(value[:n]) for key, value in arrays.items()}
+        out["image"] = out["image"].astype(np.float32) / 255.0
+        return out
+    records = [source[i] for i in range(n)]
+    out = {key: np.stack([np.asarray(r[key]) for r in records]) for key in records[0]}
+    out["image"] = out["image"].astype(np.float32)
+    if "identity" not in out:
+        out["identity"] = np.full(n, -1, np.int32)
+    return out
+
+
+def apply_release(release: baselines.Release, images: np.ndarray, batch_size: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(released (N, H, W, C), revealed (N, H, W, 1)) of a whole array, in batches."""
+    released, revealed = [], []
+    n = len(images)
+    for i in range(0, n, batch_size):
+        batch = images[i:i + batch_size]
+        if len(batch) < batch_size and n > batch_size:   # one compiled shape per masker: pad
+            batch = np.concatenate([batch, np.zeros((batch_size - len(batch), *batch.shape[1:]), batch.dtype)])
+        r, h = release(batch)
+        released.append(np.asarray(r, np.float32))
+        revealed.append(np.asarray(h, np.float32))
+    return np.concatenate(released)[:n], np.concatenate(revealed)[:n]
+
+
+# ---- Metrics ----------------------------------------------------------------------------
+
+def mask_quality(revealed: np.ndarray, task_mask: np.ndarray | None = None,
+                 identity_mask: np.ndarray | None = None) -> dict[str, float]:
+    """Revealed fraction, and shares of the revealed pixels inside the task / identity regions.
+
+    ``revealed`` (N, H, W[, 1]) 0/1; the region masks bool (N, H, W).
+    """
+    h = np.asarray(revealed).reshape(revealed.shape[:3]) > 0
+    total = max(int(h.sum()), 1)
+    out = {"revealed_fraction": float(h.mean())}
+    if task_mask is not None:
+        out["task_region_share"] = float((h & task_mask).sum()) / total
+    if identity_mask is not None:
+        out["identity_region_share"] = float((h & identity_mask).sum()) / total
+    return out
+
+
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two (N, D) arrays; 0 where either row is zero."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(norms > 0, (a * b).sum(1) / np.maximum(norms, 1e-12), 0.0)
+
+
+def standard_error(p: float, n: int) -> float:
+    """Binomial standard error of an accuracy ``p`` measured on ``n`` images."""
+    return float(np.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))
+
+
+def _has_identity(split: dict) -> bool:
+    return bool((split["identity"] >= 0).all())
+
+
+def _use_dlib(config, eval_config) -> bool:
+    if eval_config.dlib == "off":
+        return False
+    from jaxmask import facesim
+    if eval_config.dlib == "on":
+        facesim.require()
+        return True
+    # SynthFaces are drawings: dlib's face detector finds no faces there.
+    return config.dataset != "synth_faces" and facesim.available()
+
+
+# ---- The evaluation ---------------------------------------------------------------------
+
+def _train(images, labels, num_classes, settings, seed, progress, name, init=None):
+    """Trains (``init`` None: ``settings.epochs`` from scratch) or fine-tunes (``retrain_epochs``)."""
+    return evaluators.train_classifier(
+        images, labels, num_classes=num_classes, widths=tuple(settings.widths),
+        epochs=settings.epochs if init is None else settings.retrain_epochs,
+        batch_size=settings.batch_size, learning_rate=settings.learning_rate, seed=seed,
+        init_params=None if init is None else init.params, progress=progress, name=name)
+
+
+def releases_for(config, models: dict[str, Any], eval_config, topk_fraction: float | None = None
+                 ) -> dict[str, baselines.Release]:
+    """Baselines then models, in table order; ``topk_fraction`` re-ranks the maskers at another K."""
+    fraction = config.topk_fraction if topk_fraction is None else topk_fraction
+    releases = baselines.standard(eval_config, fraction)
+    for name, bundle in models.items():
+        releases[name] = baselines.masker(bundle, topk_fraction)
+    return releases
+
+
+def _accuracies(net, images, split, heads) -> dict[str, float]:
+    accuracy = net.accuracies(images, {head: split[head] for head in heads})
+    out = {"task_accuracy": accuracy["label"]}
+    if "identity" in accuracy:
+        out["reid_accuracy"] = accuracy["identity"]
+    return out
+
+
+def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progress | None = print
+             ) -> dict[str, Any]:
+    """Every metric of every release; the dict that ``report.write_report`` writes out.
+
+    Args:
+      config: the experiment config (dataset, task, image size, K).
+      models: {row name: loaded masker bundle}, e.g. {"Non-adversarial": ..., "Ours": ...}.
+      eval_config: ``get_config()`` or an override of it.
+      progress: called with progress lines (None: silent).
+    """
+    eval_config = get_config() if eval_config is None else eval_config
+    say = progress or (lambda line: None)
+    start = time.time()
+    for name, bundle in models.items():
+        if bundle.image_shape != (config.image_size, config.image_size, config.channels):
+            raise ValueError(f"model {name!r} ({bundle.path}) takes {bundle.image_shape} images, the "
+                             f"experiment has {(config.image_size, config.image_size, config.channels)}")
+    train = load_split(config, "train", eval_config.max_train)
+    test = load_split(config, "test", eval_config.max_test)
+    say(f"data: {len(train['label'])} train / {len(test['label'])} test images "
+        f"({config.dataset} {config.task}, {config.image_size}px)")
+    has_identity = _has_identity(train) and _has_identity(test)
+    num_identities = int(train["identity"].max()) + 1 if has_identity else 0
+    # Heads of the shared network: the evaluator ("label") and the attacker ("identity").
+    num_classes = {"label": int(config.num_classes)}
+    if has_identity:
+        num_classes["identity"] = num_identities
+    heads = tuple(num_classes)
+    train_labels = {head: train[head] for head in heads}
+    settings, seed = eval_config.network, eval_config.seed
+
+    # ---- Evaluator and attacker trained on originals.
+    network = _train(train["image"], train_labels, num_classes, settings, seed, say,
+                     "evaluator + attacker (originals)")
+    original_embedding = network.embed(test["image"])
+    use_dlib = _use_dlib(config, eval_config)
+
+    # ---- Every release at the trained K.
+    releases = releases_for(config, models, eval_config)
+    methods: dict[str, dict[str, float]] = {}
+    released_test: dict[str, np.ndarray] = {}
+    revealed_test: dict[str, np.ndarray] = {}
+    for name, release in releases.items():
+        say(f"{name}: releasing {len(train['label'])} + {len(test['label'])} images")
+        test_released, test_revealed = apply_release(release, test["image"], eval_config.batch_size)
+        released_test[name], revealed_test[name] = test_released, test_revealed
+        row = {"n_test": len(test["label"]), "n_train": len(train["label"])}
+        row.update(mask_quality(test_revealed, test.get("task_mask"), test.get("identity_mask")))
+        row.update(_accuracies(network, test_released, test, heads))
+        if has_identity:
+            similarity = cosine_similarity(network.embed(test_released), original_embedding)
+            row["face_similarity"] = float(similarity.mean())
+            row["face_similarity_se"] = float(similarity.std() / np.sqrt(len(similarity)))
+        if use_dlib:
+            from jaxmask import facesim
+            dlib_row = facesim.mean_similarity(test["image"], test_released)
+            row["dlib_similarity"], row["n_dlib"] = dlib_row["similarity"], dlib_row["count"]
+        if name == "Original":
+            retrained = _accuracies(network, test_released, test, heads)   # the original protocol itself
+        else:
+            train_released, _ = apply_release(release, train["image"], eval_config.batch_size)
+            tuned = _train(train_released, train_labels, num_classes, settings, seed, say,
+                           f"evaluator + attacker retrained on {name}", init=network)
+            retrained = _accuracies(tuned, test_released, test, heads)
+        row.update({f"{key}_retrained": value for key, value in retrained.items()})
+        methods[name] = row
+        say(f"{name}: " + " ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)))
+
+    # ---- K sweep: Random-K and the maskers at other K.
+    sweep = _k_sweep(config, models, eval_config, train, test, network, train_labels, num_classes, say)
+
+    examples = _examples(test, released_test, revealed_test, models, eval_config)
+    return {
+        "experiment": {"dataset": config.dataset, "task": config.task, "image_size": config.image_size,
+                       "topk_fraction": float(config.topk_fraction), "num_classes": int(config.num_classes),
+                       "num_identities": num_identities},
+        "reference": {"task_chance": 1 / config.num_classes,
+                      "identity_chance": 1 / num_identities if num_identities else None},
+        "protocol": _protocol(eval_config, use_dlib),
+        "methods": methods,
+        "k_sweep": sweep,
+        "examples": examples,
+        "eval_config": eval_config.to_dict(),
+        "models": {name: {"path": bundle.path, "step": bundle.step, "values": bundle.values,
+                          "gradient": bundle.config.get("mask_gradient"),
+                          "obfuscator_steps": bundle.config.get("obfuscator_steps"),
+                          "k": bundle.k} for name, bundle in models.items()},
+        "seconds": time.time() - start,
+    }
+
+
+def _k_sweep(config, models, eval_config, train, test, network, train_labels, num_classes, say):
+    """{name: [{topk_fraction, task_accuracy, reid_accuracy, …}]} for Random-K and each masker."""
+    sweep: dict[str, list[dict[str, float]]] = {}
+    heads = tuple(num_classes)
+    for fraction in eval_config.k_sweep:
+        releases = releases_for(config, models, eval_config, fraction)
+        for name in ["Random-K", *models]:
+            release = releases[name]
+            released, revealed = apply_release(release, test["image"], eval_config.batch_size)
+            point = {"topk_fraction": float(fraction), **_accuracies(network, released, test, heads)}
+            point.update(mask_quality(revealed, test.get("task_mask"), test.get("identity_mask")))
+            if eval_config.sweep_retrained:
+                train_released, _ = apply_release(release, train["image"], eval_config.batch_size)
+                tuned = _train(train_released, train_labels, num_classes, eval_config.network,
+                               eval_config.seed, say, f"retrained on {name} at K={fraction:g}", init=network)
+                point.update({f"{key}_retrained": value
+                              for key, value in _accuracies(tuned, released, test, heads).items()})
+            sweep.setdefault(name, []).append(point)
+        say(f"K sweep: K={fraction:g} done")
+    return sweep
+
+
+def _examples(test, released_test, revealed_test, models, eval_config) -> dict[str, Any]:
+    """The picture grid's arrays: the first test images, every release, and the maskers' masks."""
+    n = min(eval_config.grid_examples, len(test["label"]))
+    masks = {name: revealed_test[name][:n] for name in models}
+    return {"original": test["image"][:n], "released": {k: v[:n] for k, v in released_test.items()},
+            "masks": masks}
+
+
+def _protocol(eval_config, use_dlib: bool) -> dict[str, str]:
+    net = eval_config.network
+    return {
+        "evaluator and attacker": f"one EvalNet (ResNet widths {tuple(net.widths)}, no BatchNorm) with a "
+                                  f"task head (the evaluator) and an identity head (the attacker), trained "
+                                  f"{net.epochs} epochs on the original train images",
+        "retrained": f"that network fine-tuned {net.retrain_epochs} epoch(s) on the released train images "
+                     "of each method (an adaptive adversary that also knows the originals), tested on its "
+                     "released test images; re-ID test images are held-out images of the training identities",
+        "face_similarity": "cosine similarity of the network's pooled embedding, released vs original"
+                           + ("; dlib: face_recognition ResNet descriptor (jaxmask.facesim)" if use_dlib else ""),
+        "k_sweep": "maskers re-ranked at each K (trained at the config's K); networks trained on originals"
+                   + (", and fine-tuned per point" if eval_config.sweep_retrained else ""),
+    }

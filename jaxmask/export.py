@@ -1,0 +1,374 @@
+"""The exported masker bundle: write it from a state, load it without the training stack.
+
+A bundle is a directory::
+
+    BUNDLE/
+      manifest.json      format + format_version, jaxmask version, training step,
+                         image size/channels, k, topk_fraction, value mode,
+                         model config (masker, and Φ if included), the training
+                         config, validation metrics, and the sha256 and size of
+                         every array file
+      masker.npz         masker variables: "params/<module path>/<name>" and
+                         "batch_stats/..." arrays (no optimiser state)
+      classifier.npz     Φ's variables, only when exported with the classifier
+
+Arrays are plain ``.npz`` read with ``allow_pickle=False``: no pickle anywhere.
+Loading needs numpy, jax and flax only (no optax, orbax, grain or training
+code): ``load_masker(path)`` checks the format version, every checksum, and
+every array's name, shape and dtype against the model the manifest describes,
+and refuses a bundle that fails any of them, naming the file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from jaxmask import __version__, topk
+from jaxmask.models import Classifier, Masker
+
+FORMAT = "jaxmask.masker"
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1,)
+MANIFEST = "manifest.json"
+MASKER_FILE = "masker.npz"
+CLASSIFIER_FILE = "classifier.npz"
+VALUE_MODES = ("binary", "soft")
+
+# Compute dtypes by config name (state.compute_dtype's table; state imports optax).
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
+
+
+class BundleError(ValueError):
+    """A masker bundle that is missing, damaged, tampered with, or of an unknown format."""
+
+
+# ---- Models and variables ---------------------------------------------------------------
+
+def _masker_module(model: dict) -> Masker:
+    return Masker(widths=tuple(model["widths"]), dtype=_DTYPES[model["dtype"]])
+
+
+def _classifier_module(model: dict) -> Classifier:
+    return Classifier(num_classes=model["num_classes"], widths=tuple(model["widths"]),
+                      hidden=model["hidden"], dtype=_DTYPES[model["dtype"]])
+
+
+def _abstract_variables(module, image_shape) -> dict[str, jax.ShapeDtypeStruct]:
+    """Flat {"params/...": ShapeDtypeStruct} of ``module`` on (1, *image_shape) images."""
+    abstract = jax.eval_shape(lambda: module.init(jax.random.key(0), jnp.zeros((1, *image_shape)),
+                                                  train=False))
+    return traverse_util.flatten_dict(abstract, sep="/")
+
+
+def _player_variables(player) -> dict[str, Any]:
+    """{'params', 'batch_stats'} of a PlayerState (or of a dict with those keys)."""
+    if isinstance(player, dict):
+        return {"params": player["params"], "batch_stats": player["batch_stats"]}
+    return {"params": player.params, "batch_stats": player.batch_stats}
+
+
+def _player(state, name: str):
+    return state[name] if isinstance(state, dict) else getattr(state, name)
+
+
+def _config_value(config, name: str):
+    return config[name] if isinstance(config, dict) else getattr(config, name)
+
+
+def _model_config(config) -> dict[str, Any]:
+    get = functools.partial(_config_value, config)
+    if get("dtype") not in _DTYPES:
+        raise ValueError(f"config.dtype={get('dtype')!r}: expected one of {sorted(_DTYPES)}")
+    return {
+        "masker": {"widths": [int(w) for w in get("masker_widths")], "dtype": get("dtype")},
+        "classifier": {"num_classes": int(get("num_classes")), "widths": [int(w) for w in get("phi_widths")],
+                       "hidden": int(get("phi_hidden")), "dtype": get("dtype")},
+    }
+
+
+def _jsonable(tree):
+    return json.loads(json.dumps(tree, default=lambda x: x.item() if hasattr(x, "item") else str(x)))
+
+
+def _config_json(config) -> dict[str, Any]:
+    if isinstance(config, dict):
+        return _jsonable(config)
+    return json.loads(config.to_json_best_effort())
+
+
+# ---- Export -----------------------------------------------------------------------------
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_arrays(directory: str, filename: str, variables, module, image_shape, what: str) -> dict:
+    flat = {k: np.asarray(v) for k, v in traverse_util.flatten_dict(jax.device_get(variables), sep="/").items()}
+    _check_arrays(flat, _abstract_variables(module, image_shape),
+                  f"the {what} variables (pass a single-copy state: ParallelSteps.gather_state)")
+    path = os.path.join(directory, filename)
+    with open(path, "wb") as f:
+        np.savez(f, **flat)
+    return {"sha256": _sha256(path), "bytes": os.path.getsize(path)}
+
+
+def _is_bundle(path: str) -> bool:
+    try:
+        with open(os.path.join(path, MANIFEST)) as f:
+            return json.load(f).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def export_masker(state, config, out_dir: str, *, step: int, metrics: dict | None = None,
+                  with_classifier: bool = False) -> str:
+    """Writes the masker bundle of ``state`` to ``out_dir``; returns its absolute path.
+
+    Args:
+      state: a single-copy TrainState (``ParallelSteps.gather_state``; or a dict
+        with 'masker' and 'phi' entries holding 'params' and 'batch_stats').
+        Only the masker's params and batch stats are written (and Φ's with
+        ``with_classifier``); never the optimiser state.
+      config: the training config (ConfigDict or dict).
+      out_dir: the bundle directory. An existing bundle there is replaced (the
+        new one is written beside it and renamed into place); any other
+        existing path is refused.
+      step: the training round the state comes from.
+      metrics: validation metrics to record (e.g. the last 'validation' record).
+      with_classifier: include Φ (for evaluating with the trained classifier).
+
+    Only process 0 writes (every process may call it).
+    """
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    if jax.process_index() != 0:
+        return out_dir
+    replaceable = os.path.isdir(out_dir) and (_is_bundle(out_dir) or not os.listdir(out_dir))
+    if os.path.lexists(out_dir) and not replaceable:
+        raise BundleError(f"{out_dir} exists and is not a masker bundle: refusing to replace it")
+    get = functools.partial(_config_value, config)
+    size, channels = int(get("image_size")), int(get("channels"))
+    values, fraction = get("mask_values"), float(get("topk_fraction"))
+    model = _model_config(config)
+    if not with_classifier:
+        model["classifier"] = None
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    try:
+        os.chmod(tmp, 0o755)
+        files = {MASKER_FILE: _write_arrays(tmp, MASKER_FILE, _player_variables(_player(state, "masker")),
+                                            _masker_module(model["masker"]), (size, size, channels), "masker")}
+        if with_classifier:
+            files[CLASSIFIER_FILE] = _write_arrays(
+                tmp, CLASSIFIER_FILE, _player_variables(_player(state, "phi")),
+                _classifier_module(model["classifier"]), (size, size, channels), "classifier")
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "jaxmask_version": __version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "step": int(step),
+            "image_size": size,
+            "channels": channels,
+            "k": topk.num_revealed(fraction, size, size),
+            "topk_fraction": fraction,
+            "values": values,
+            "gradient": get("mask_gradient"),
+            "model": model,
+            "metrics": None if metrics is None else _jsonable(dict(metrics)),
+            "config": _config_json(config),
+            "files": files,
+        }
+        with open(os.path.join(tmp, MANIFEST), "w") as f:
+            json.dump(manifest, f, indent=2)
+            f.write("\n")
+        if os.path.lexists(out_dir):
+            old = tmp + ".old"
+            os.rename(out_dir, old)
+            os.rename(tmp, out_dir)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+# ---- Load -------------------------------------------------------------------------------
+
+def _check_arrays(flat: dict[str, np.ndarray], expected: dict, where: str) -> None:
+    missing, extra = sorted(set(expected) - set(flat)), sorted(set(flat) - set(expected))
+    if missing or extra:
+        raise BundleError(f"{where} do not match the model: missing {missing[:4]}, unexpected {extra[:4]}")
+    for name, spec in expected.items():
+        array = flat[name]
+        if tuple(array.shape) != tuple(spec.shape) or array.dtype != spec.dtype:
+            raise BundleError(f"{where}: {name} is {array.dtype}{list(array.shape)}, the model needs "
+                              f"{spec.dtype}{list(spec.shape)}")
+
+
+def _read_arrays(path: str, expected: dict) -> dict[str, Any]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            flat = {name: npz[name] for name in npz.files}
+    except Exception as error:   # OSError, ValueError, zipfile.BadZipFile, zlib.error: a damaged file
+        raise BundleError(f"{path} cannot be read as arrays: {type(error).__name__}: {error}") from None
+    _check_arrays(flat, expected, path)
+    return traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v) for k, v in flat.items()})
+
+
+def _verify_file(bundle: str, name: str, entry: dict) -> str:
+    if os.path.basename(name) != name or name in ("", ".", ".."):
+        raise BundleError(f"{os.path.join(bundle, MANIFEST)} lists a file outside the bundle: {name!r}")
+    path = os.path.join(bundle, name)
+    if not os.path.isfile(path):
+        raise BundleError(f"{path} is missing from the bundle")
+    size = os.path.getsize(path)
+    if size != entry.get("bytes", size):
+        raise BundleError(f"{path} is {size} bytes, the manifest says {entry['bytes']}: truncated or replaced")
+    if _sha256(path) != entry.get("sha256"):
+        raise BundleError(f"{path} does not match its sha256 in {MANIFEST}: the file was modified or damaged")
+    return path
+
+
+def _read_manifest(bundle: str) -> dict[str, Any]:
+    path = os.path.join(bundle, MANIFEST)
+    if not os.path.isdir(bundle):
+        raise BundleError(f"{bundle} is not a masker bundle directory (write one with `jaxmask export`)")
+    if not os.path.isfile(path):
+        raise BundleError(f"{bundle} is not a masker bundle: {MANIFEST} is missing")
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BundleError(f"{path} is not valid JSON ({error}): the bundle is damaged") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{path} is not a {FORMAT} manifest")
+    version = manifest.get("format_version")
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        raise BundleError(f"{path} has format_version {version!r}; jaxmask {__version__} reads format "
+                          f"version(s) {list(SUPPORTED_FORMAT_VERSIONS)}: use the jaxmask that wrote it "
+                          f"(jaxmask_version {manifest.get('jaxmask_version')!r}) or re-export")
+    return manifest
+
+
+def _release(masker, variables, images, k: int, values: str):
+    # steps.mask_images, restated because steps imports the optimiser stack
+    # (optax), which loading a masker must not need; tests/test_export.py checks
+    # that both give identical arrays.
+    m = masker.apply(variables, images, train=False)
+    keep, _ = topk.topk_split(m, k, values)
+    return keep * images, keep
+
+
+class MaskerBundle:
+    """A loaded masker bundle; ``bundle(images)`` = ``bundle.mask(images)``.
+
+    Attributes: ``path``, ``manifest``, ``config`` (training config, dict),
+    ``step``, ``metrics``, ``image_size``, ``channels``, ``k`` (revealed pixels
+    per image), ``topk_fraction``, ``values`` ('binary' | 'soft'), ``masker``
+    (flax Masker), ``variables`` ({'params', 'batch_stats'}), ``classifier`` and
+    ``classifier_variables`` (None unless exported with the classifier).
+    """
+
+    def __init__(self, path: str, manifest: dict, variables, classifier_variables=None):
+        self.path = path
+        self.manifest = manifest
+        self.config = manifest["config"]
+        self.step = int(manifest["step"])
+        self.metrics = manifest.get("metrics")
+        self.image_size = int(manifest["image_size"])
+        self.channels = int(manifest["channels"])
+        self.k = int(manifest["k"])
+        self.topk_fraction = float(manifest["topk_fraction"])
+        self.values = manifest["values"]
+        self.masker = _masker_module(manifest["model"]["masker"])
+        self.variables = variables
+        classifier_model = manifest["model"].get("classifier")
+        self.classifier = None if classifier_variables is None else _classifier_module(classifier_model)
+        self.classifier_variables = classifier_variables
+        self._release = jax.jit(functools.partial(_release, self.masker), static_argnums=(2, 3))
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.image_size, self.image_size, self.channels)
+
+    def num_revealed(self, topk_fraction: float | None = None) -> int:
+        """k for ``topk_fraction`` (default: the trained one) at model resolution."""
+        if topk_fraction is None:
+            return self.k
+        return topk.num_revealed(topk_fraction, self.image_size, self.image_size)
+
+    def mask(self, images, *, values: str | None = None, topk_fraction: float | None = None):
+        """(released images, reveal mask) for a batch at model resolution.
+
+        Args:
+          images: (B, image_size, image_size, channels) floats in [0, 1].
+          values: 'binary' (release h ⊙ x) or 'soft' (m ⊙ h ⊙ x); default: the trained mode.
+          topk_fraction: reveal this fraction instead of the trained K.
+
+        Returns float32 (B, H, W, C) released images and the (B, H, W, 1) mask
+        (h in binary mode, m ⊙ h in soft mode); exactly k pixels per image are nonzero in h.
+        """
+        values = self.values if values is None else values
+        if values not in VALUE_MODES:
+            raise ValueError(f"values={values!r}: expected one of {VALUE_MODES}")
+        images = jnp.asarray(images, jnp.float32)
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"this masker takes (B, {self.image_size}, {self.image_size}, {self.channels}) "
+                             f"images in [0, 1]; got shape {tuple(images.shape)}")
+        return self._release(self.variables, images, self.num_revealed(topk_fraction), values)
+
+    __call__ = mask
+
+    def __repr__(self) -> str:
+        return (f"MaskerBundle({self.path!r}, step={self.step}, image={self.image_shape}, k={self.k}, "
+                f"values={self.values!r}, classifier={self.classifier is not None})")
+
+
+def load_masker(path) -> MaskerBundle:
+    """Loads the masker bundle at ``path`` (written by ``export_masker`` / ``jaxmask export``).
+
+    Raises BundleError naming the file for a missing, truncated or modified
+    file, and listing the versions understood for an unknown format version.
+    """
+    bundle = os.path.abspath(os.fspath(path))
+    manifest = _read_manifest(bundle)
+    manifest_path = os.path.join(bundle, MANIFEST)
+    try:
+        files = manifest["files"]
+        paths = {name: _verify_file(bundle, name, entry) for name, entry in files.items()}
+        if MASKER_FILE not in paths:
+            raise BundleError(f"{manifest_path} lists no {MASKER_FILE}")
+        model = manifest["model"]
+        image_shape = (int(manifest["image_size"]),) * 2 + (int(manifest["channels"]),)
+        if manifest["values"] not in VALUE_MODES:
+            raise BundleError(f"{manifest_path}: values={manifest['values']!r} is not one of {VALUE_MODES}")
+        variables = _read_arrays(paths[MASKER_FILE],
+                                 _abstract_variables(_masker_module(model["masker"]), image_shape))
+        classifier_variables = None
+        if CLASSIFIER_FILE in paths:
+            if not model.get("classifier"):
+                raise BundleError(f"{manifest_path} lists {CLASSIFIER_FILE} but no classifier model")
+            classifier = _classifier_module(model["classifier"])
+            classifier_variables = _read_arrays(paths[CLASSIFIER_FILE], _abstract_variables(classifier, image_shape))
+        return MaskerBundle(bundle, manifest, variables, classifier_variables)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise BundleError(f"{manifest_path} is incomplete or malformed ({type(error).__name__}: {error})") from None

@@ -1,0 +1,282 @@
+"""The evaluation's artefacts: report.md, metrics.json, the picture grid and the K-sweep plot.
+
+``write_report(out_dir, results)`` takes ``evaluate.evaluate``'s dict. The
+picture grid is drawn with Pillow (always installed); the privacy–utility
+plot needs matplotlib (the optional ``jaxmask[report]`` extra) and is left
+out, with a note in report.md, where it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+GRID_FILE = "examples.png"
+PLOT_FILE = "privacy_utility.png"
+
+# (metric key, column title, kind): kind "acc" prints ±standard error, "sim" ±s.e. of the mean.
+COLUMNS = (
+    ("face_similarity", "Face similarity ↓", "sim"),
+    ("task_accuracy", "Task accuracy ↑", "acc"),
+    ("task_accuracy_retrained", "Task acc. (retrained) ↑", "acc"),
+    ("reid_accuracy", "Re-ID ↓", "acc"),
+    ("reid_accuracy_retrained", "Re-ID (retrained) ↓", "acc"),
+    ("dlib_similarity", "dlib face similarity ↓", "plain"),
+    ("revealed_fraction", "Revealed", "plain"),
+    ("task_region_share", "In task region ↑", "plain"),
+    ("identity_region_share", "In identity region ↓", "plain"),
+)
+
+
+def _cell(row: dict, key: str, kind: str) -> str:
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if kind == "acc":
+        return f"{value:.3f} ±{math.sqrt(max(value * (1 - value), 0) / max(row['n_test'], 1)):.3f}"
+    if kind == "sim" and f"{key}_se" in row:
+        return f"{value:.3f} ±{row[key + '_se']:.3f}"
+    return f"{value:.3f}"
+
+
+def _columns(rows: list[dict]) -> list[tuple[str, str, str]]:
+    return [c for c in COLUMNS if any(r.get(c[0]) is not None for r in rows)]
+
+
+def _table(names: list[str], rows: list[dict], extra: list[tuple[str, list[str]]] = ()) -> list[str]:
+    columns = _columns(rows)
+    header = ["Method", *[title for title, _ in extra], *[c[1] for c in columns], "n test"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, (name, row) in enumerate(zip(names, rows)):
+        cells = [name, *[values[i] for _, values in extra], *[_cell(row, c[0], c[2]) for c in columns],
+                 str(row.get("n_test", "–"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _mode(model: dict) -> tuple[str, str, str]:
+    values = model.get("values") or "?"
+    gradient = model.get("gradient") or "?"
+    adversarial = model.get("obfuscator_steps")
+    return (values, "straight-through" if gradient == "straight_through" else gradient,
+            "–" if adversarial is None else ("yes" if adversarial else "no"))
+
+
+def checks(results: dict[str, Any], ours: str = "Ours", baseline: str = "Non-adversarial"
+           ) -> list[tuple[str, str, bool]]:
+    """The issue's acceptance criteria for ``ours``: (criterion, numbers, passed).
+
+    Judged with the retrained evaluator and attacker (networks trained on
+    originals fail on any masked image, so their numbers do not separate methods).
+    """
+    methods, ref = results["methods"], results["reference"]
+    if ours not in methods or "Original" not in methods:
+        return []
+    row, out = methods[ours], []
+    task = "task_accuracy_retrained"
+    gap = methods["Original"][task] - row[task]
+    out.append(("task accuracy within 3 points of Original (retrained evaluator)",
+                f"{row[task]:.3f} vs {methods['Original'][task]:.3f} (gap {100 * gap:.1f} points)", gap <= 0.03))
+    reid = "reid_accuracy_retrained"
+    if row.get(reid) is not None:
+        for other in (baseline, "Gaussian Blur", "Random-K"):
+            if other in methods:
+                out.append((f"re-ID below {other} (retrained attacker)",
+                            f"{row[reid]:.3f} vs {methods[other][reid]:.3f}", row[reid] < methods[other][reid]))
+        chance = ref["identity_chance"]
+        out.append(("re-ID at most twice chance (retrained attacker)",
+                    f"{row[reid]:.3f} vs 2 × {chance:.3f} = {2 * chance:.3f}", row[reid] <= 2 * chance))
+    if row.get("task_region_share") is not None:
+        out.append(("≥ 80% of revealed pixels inside the task region",
+                    f"{100 * row['task_region_share']:.1f}%", row["task_region_share"] >= 0.8))
+    return out
+
+
+def markdown(results: dict[str, Any], figures: dict[str, str | None]) -> str:
+    """report.md's text."""
+    exp, ref, methods = results["experiment"], results["reference"], results["methods"]
+    n_test = next(iter(methods.values()))["n_test"]
+    n_train = next(iter(methods.values()))["n_train"]
+    chance_id = ref.get("identity_chance")
+    lines = [f"# jaxmask evaluation: {exp['dataset']} {exp['task']}", ""]
+    lines += [f"{exp['image_size']}×{exp['image_size']} images, K = {exp['topk_fraction']:g} "
+              f"(revealed pixels per image), {exp['num_classes']} task classes (chance "
+              f"{ref['task_chance']:.3f}), " + (f"{exp['num_identities']} identities (chance {chance_id:.3f}), "
+                                                if chance_id else "no identity labels, ")
+              + f"{n_train} train / {n_test} test images. Accuracies ± binomial standard error; "
+              "similarities ± standard error of the mean.", ""]
+    lines += ["## Main table", "", *_table(list(methods), list(methods.values())), ""]
+    lines += ["Protocol:", ""] + [f"* **{k}**: {v}" for k, v in results["protocol"].items()] + [""]
+    criteria = checks(results)
+    if criteria:
+        lines += ["## Checks (Ours)", "", "| criterion | numbers | met |", "|---|---|---|"]
+        lines += [f"| {c} | {v} | {'yes' if ok else '**no**'} |" for c, v, ok in criteria] + [""]
+    models = results.get("models", {})
+    if models:
+        names = list(models)
+        modes = [_mode(models[n]) for n in names]
+        lines += ["## Maskers (ablation: value mode × gradient rule × adversary)", ""]
+        lines += _table(names, [methods[n] for n in names],
+                        extra=[("values", [m[0] for m in modes]), ("gradient", [m[1] for m in modes]),
+                               ("adversarial", [m[2] for m in modes])])
+        lines += ["", "| Model | bundle | trained rounds | k |", "|---|---|---|---|"]
+        lines += [f"| {n} | `{m['path']}` | {m['step']} | {m['k']} |" for n, m in models.items()] + [""]
+    sweep = results.get("k_sweep") or {}
+    if sweep:
+        keys = [k for k in ("task_accuracy", "task_accuracy_retrained", "reid_accuracy",
+                            "reid_accuracy_retrained", "task_region_share", "identity_region_share")
+                if any(k in p for points in sweep.values() for p in points)]
+        lines += ["## K sweep (privacy–utility)", "", results["protocol"]["k_sweep"] + ".", ""]
+        lines += ["| Method | K | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+        for name, points in sweep.items():
+            for p in points:
+                lines.append(f"| {name} | {p['topk_fraction']:g} | "
+                             + " | ".join(f"{p[k]:.3f}" if k in p else "–" for k in keys) + " |")
+        lines.append("")
+    lines += ["## Figures", ""]
+    if figures.get("grid"):
+        lines += [f"![examples]({figures['grid']})", "",
+                  "Rows: test images. Columns: every release, then each masker's revealed pixels (white).", ""]
+    if figures.get("plot"):
+        lines += [f"![privacy–utility]({figures['plot']})", ""]
+    else:
+        lines += ["(privacy–utility plot not drawn: `pip install 'jaxmask[report]'` for matplotlib)", ""]
+    lines += [f"Evaluation took {results.get('seconds', 0):.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def _to_uint8(image: np.ndarray, scale: int) -> np.ndarray:
+    image = np.asarray(image, np.float32)
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    image = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    return np.kron(image, np.ones((scale, scale, 1), np.uint8))
+
+
+def picture_grid(examples: dict[str, Any], path: str, scale: int = 4) -> str:
+    """PNG: one row per example; columns every release, then each masker's mask."""
+    columns = [(name, images) for name, images in examples["released"].items()]
+    columns += [(f"{name} mask", mask) for name, mask in examples["masks"].items()]
+    rows = len(examples["original"])
+    size = examples["original"].shape[1] * scale
+    pad, title = 4, 28
+    width = len(columns) * (size + pad) + pad
+    canvas = Image.new("RGB", (width, title + rows * (size + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, (name, images) in enumerate(columns):
+        x = pad + c * (size + pad)
+        words, line = name.split(), ""
+        text_lines = []
+        for word in words:       # wrap titles to the column width
+            if line and draw.textlength(f"{line} {word}") > size:
+                text_lines.append(line)
+                line = word
+            else:
+                line = f"{line} {word}".strip()
+        text_lines.append(line)
+        for i, text in enumerate(text_lines[:2]):
+            draw.text((x, 2 + 12 * i), text, fill="black")
+        for r in range(rows):
+            tile = Image.fromarray(_to_uint8(images[r], scale))
+            canvas.paste(tile, (x, title + pad + r * (size + pad)))
+    canvas.save(path)
+    return path
+
+
+def privacy_utility_plot(results: dict[str, Any], path: str) -> str | None:
+    """PNG over the K sweep (None without matplotlib or a sweep).
+
+    Left: task accuracy vs re-identification accuracy (retrained networks when
+    the sweep has them, else the networks trained on originals), with the
+    fixed baselines as squares. Right (datasets with region masks): share of
+    the revealed pixels in the identity region vs in the task region.
+    """
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    sweep, methods, ref = results.get("k_sweep") or {}, results["methods"], results["reference"]
+    points = [p for series in sweep.values() for p in series]
+    if not points:
+        return None
+    retrained = any("reid_accuracy_retrained" in p for p in points)
+    reid = "reid_accuracy_retrained" if retrained else "reid_accuracy"
+    task = "task_accuracy_retrained" if retrained else "task_accuracy"
+    has_reid = any(reid in p for p in points)
+    has_regions = any("task_region_share" in p for p in points)
+    panels = int(has_reid) + int(has_regions)
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.8), dpi=110, squeeze=False)
+    axes = list(axes[0])
+    colours = {name: f"C{i}" for i, name in enumerate([*sweep, "Original", "Block", "Gaussian Blur"])}
+
+    def series(ax, x_key, y_key):
+        for name, pts in sweep.items():
+            xs, ys = [p[x_key] for p in pts], [p[y_key] for p in pts]
+            ax.plot(xs, ys, marker="o", color=colours[name], label=name)
+            for p, x, y in zip(pts, xs, ys):
+                ax.annotate(f"K={p['topk_fraction']:g}", (x, y), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+
+    if has_reid:
+        ax = axes.pop(0)
+        series(ax, reid, task)
+        for name in ("Original", "Block", "Gaussian Blur"):
+            if name in methods and methods[name].get(reid) is not None:
+                ax.scatter([methods[name][reid]], [methods[name][task]], marker="s", s=50,
+                           color=colours[name], label=name)
+        if ref.get("identity_chance"):
+            ax.axvline(ref["identity_chance"], color="grey", linestyle=":", label="identity chance")
+        ax.axhline(ref["task_chance"], color="grey", linestyle="--", label="task chance")
+        which = "retrained" if retrained else "trained on originals"
+        ax.set_xlabel(f"re-identification accuracy ({which}) ↓")
+        ax.set_ylabel(f"task accuracy ({which}) ↑")
+        ax.set_title("privacy–utility over K")
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(alpha=0.3)
+    if has_regions:
+        ax = axes.pop(0)
+        series(ax, "identity_region_share", "task_region_share")
+        ax.set_xlabel("share of revealed pixels in the identity region ↓")
+        ax.set_ylabel("share of revealed pixels in the task region ↑")
+        ax.set_title("where the reveal goes, over K")
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(alpha=0.3)
+    exp = results["experiment"]
+    fig.suptitle(f"{exp['dataset']} {exp['task']} (trained at K = {exp['topk_fraction']:g})")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _jsonable(results: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in results.items() if k != "examples"}
+    return json.loads(json.dumps(out, default=lambda x: x.item() if hasattr(x, "item") else list(x)))
+
+
+def write_report(out_dir: str, results: dict[str, Any]) -> dict[str, str]:
+    """Writes report.md, metrics.json, examples.png and (with matplotlib) privacy_utility.png.
+
+    Returns {"report", "metrics", "grid", "plot"} paths (plot None without matplotlib).
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    grid = picture_grid(results["examples"], os.path.join(out_dir, GRID_FILE)) if results.get("examples") else None
+    plot = privacy_utility_plot(results, os.path.join(out_dir, PLOT_FILE))
+    figures = {"grid": grid and os.path.basename(grid), "plot": plot and os.path.basename(plot)}
+    report_path = os.path.join(out_dir, "report.md")
+    with open(report_path, "w") as f:
+        f.write(markdown(results, figures))
+    metrics_path = os.path.join(out_dir, "metrics.json")
+    with open(metrics_path, "w") as f:
+        json.dump(_jsonable(results), f, indent=2)
+        f.write("\n")
+    return {"report": report_path, "metrics": metrics_path, "grid": grid, "plot": plot}

@@ -1,0 +1,181 @@
+"""Evaluation metrics, the evaluator/attacker networks, the report, and the expression config."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import load_config
+from jaxmask import evaluate, evaluators, report
+from jaxmask.commands import evaluate as evaluate_command
+from jaxmask.data import synthetic
+from jaxmask.export import export_masker, load_masker
+from jaxmask.state import build_method
+
+
+def random_masker_state(config, seed=0):
+    """An untrained masker's variables, drawn on the host (compiling an init takes seconds on CPU)."""
+    masker = build_method(config).masker
+    shape = (1, config.image_size, config.image_size, config.channels)
+    abstract = jax.eval_shape(lambda: masker.init(jax.random.key(0), jax.numpy.zeros(shape), train=False))
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = path[-1].key
+        if name in ("mean", "bias"):
+            return np.zeros(leaf.shape, leaf.dtype)
+        if name in ("var", "scale"):
+            return np.ones(leaf.shape, leaf.dtype)
+        fan_in = int(np.prod(leaf.shape[:-1])) or 1
+        return (rng.standard_normal(leaf.shape) / np.sqrt(fan_in)).astype(leaf.dtype)
+
+    return {"masker": jax.tree_util.tree_map_with_path(draw, abstract)}
+
+
+@pytest.fixture(scope="module")
+def untrained_bundle(tmp_path_factory):
+    config = load_config("synth_hair", "smoke")
+    state = random_masker_state(config)
+    return load_masker(export_masker(state, config, str(tmp_path_factory.mktemp("m") / "masker"), step=0))
+
+
+def tiny_eval_config():
+    eval_config = evaluate.get_config()
+    net = eval_config.network
+    net.widths, net.epochs, net.retrain_epochs, net.batch_size = (8, 8), 1, 1, 32
+    eval_config.k_sweep = (0.1, 0.25)
+    eval_config.grid_examples = 3
+    eval_config.batch_size = 64
+    return eval_config
+
+
+def test_mask_quality_counts_revealed_pixels_per_region():
+    revealed = np.zeros((2, 4, 4, 1), np.float32)
+    revealed[:, 0, :] = 1                          # top row: 4 pixels per image
+    task = np.zeros((2, 4, 4), bool)
+    task[:, 0, :3] = True                          # 3 of them in the task region
+    identity = np.zeros((2, 4, 4), bool)
+    identity[:, 0, 3] = True
+    identity[:, 3, :] = True                       # 1 in the identity region
+    quality = evaluate.mask_quality(revealed, task, identity)
+    assert quality == {"revealed_fraction": 0.25, "task_region_share": 0.75, "identity_region_share": 0.25}
+    assert evaluate.mask_quality(revealed) == {"revealed_fraction": 0.25}
+
+
+def test_cosine_similarity_and_standard_error():
+    a = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    b = np.array([[2.0, 0.0], [-1.0, -1.0], [1.0, 0.0]])
+    np.testing.assert_allclose(evaluate.cosine_similarity(a, b), [1.0, -1.0, 0.0])
+    assert evaluate.standard_error(0.5, 100) == pytest.approx(0.05)
+
+
+def test_load_split_gives_arrays_with_regions(smoke_config):
+    split = evaluate.load_split(smoke_config, "test", limit=10)
+    assert split["image"].shape == (10, 32, 32, 3) and split["image"].dtype == np.float32
+    assert 0 <= split["image"].min() and split["image"].max() <= 1
+    assert split["label"].shape == split["identity"].shape == (10,)
+    assert split["task_mask"].shape == split["identity_mask"].shape == (10, 32, 32)
+
+
+def test_eval_net_learns_two_heads_and_embeds():
+    """Head "a": image brightness; head "b": a red tint (independent of "a")."""
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 2, 256), rng.integers(0, 2, 256)
+    images = np.where(a[:, None, None, None] == 1, 0.6, 0.3) + 0.05 * rng.standard_normal((256, 16, 16, 3))
+    images[..., 0] += np.where(b == 1, 0.3, 0.0)[:, None, None]
+    images = images.astype(np.float32)
+    labels, classes = {"a": a, "b": b}, {"a": 2, "b": 2}
+    lines = []
+    net = evaluators.train_classifier(images, labels, num_classes=classes, widths=(8, 8), epochs=10,
+                                      batch_size=32, learning_rate=5e-3, progress=lines.append)
+    assert len(lines) == 10 and "epoch 10/10" in lines[-1]
+    accuracies = net.accuracies(images, labels)
+    assert accuracies["a"] >= 0.95 and accuracies["b"] >= 0.95, accuracies
+    assert net.accuracy(images, a, "a") == accuracies["a"]
+    assert net.embed(images[:5]).shape == (5, 8)
+    # Fine-tuning starts from the given parameters.
+    tuned = evaluators.train_classifier(images, labels, num_classes=classes, widths=(8, 8), epochs=1,
+                                        batch_size=32, init_params=net.params)
+    assert tuned.accuracies(images, labels)["a"] >= 0.95
+    with pytest.raises(ValueError, match="labels must lie"):
+        evaluators.train_classifier(images, {"a": a + 5}, num_classes={"a": 2}, epochs=1)
+
+
+def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path):
+    method = build_method(smoke_config)
+    lines = []
+    results = evaluate.evaluate(smoke_config, {"Ours": untrained_bundle}, tiny_eval_config(), lines.append)
+    assert any("evaluator + attacker (originals): epoch 1/1" in line for line in lines)
+    assert any("retrained on Ours: epoch 1/1" in line for line in lines)
+    methods = results["methods"]
+    assert list(methods) == ["Original", "Block", "Gaussian Blur", "Random-K", "Ours"]
+    n_test = smoke_config.data.num_test
+    for name, row in methods.items():
+        assert row["n_test"] == n_test
+        for key in ("task_accuracy", "task_accuracy_retrained", "reid_accuracy",
+                    "reid_accuracy_retrained", "face_similarity"):
+            assert 0 <= row[key] <= 1 + 1e-6, (name, key)
+    assert methods["Original"]["face_similarity"] == pytest.approx(1.0)
+    assert methods["Original"]["revealed_fraction"] == 1.0
+    for name in ("Random-K", "Ours"):
+        assert methods[name]["revealed_fraction"] == method.k / 32 ** 2
+    assert [p["topk_fraction"] for p in results["k_sweep"]["Ours"]] == [0.1, 0.25]
+    assert results["k_sweep"]["Random-K"][0]["revealed_fraction"] == pytest.approx(0.1, abs=1e-3)
+
+    paths = report.write_report(str(tmp_path / "report"), results)
+    text = open(paths["report"]).read()
+    for name in methods:
+        assert f"| {name} |" in text
+    assert "Face similarity" in text and "Task accuracy" in text and f"| {n_test} |" in text
+    assert "| binary | straight-through | yes |" in text             # the ablation table's mode columns
+    saved = json.load(open(paths["metrics"]))
+    assert saved["methods"]["Ours"]["n_test"] == n_test and "examples" not in saved
+    assert os.path.getsize(paths["grid"]) > 1000
+    if paths["plot"] is not None:
+        assert os.path.getsize(paths["plot"]) > 1000
+
+
+def test_parse_and_check_models(untrained_bundle):
+    assert evaluate_command.parse_models(["A=/x,B=/y", "C D=/z"]) == {"A": "/x", "B": "/y", "C D": "/z"}
+    for bad in (["A"], ["A=/x,A=/y"], ["=/x"]):
+        with pytest.raises(ValueError):
+            evaluate_command.parse_models(bad)
+    expression = load_config("synth_expression", "smoke")
+    evaluate_command.check_models(load_config("synth_hair", "smoke"), {"Ours": untrained_bundle})
+    with pytest.raises(ValueError, match="task='hair'"):
+        evaluate_command.check_models(expression, {"Ours": untrained_bundle})
+
+
+def test_expression_config_measures_the_mouth_area():
+    config = load_config("synth_expression")
+    hair = load_config("synth_hair")
+    spec = synthetic.SynthFacesSpec(task="expression", image_size=config.image_size)
+    assert (config.task, config.num_classes) == ("expression", 3)
+    assert config.topk_fraction == pytest.approx(synthetic.task_region_fraction(spec), abs=1e-3)
+    assert 0.06 <= config.topk_fraction <= 0.14
+    changed = {k for k in hair if hair[k] != config[k]}
+    assert changed == {"task", "num_classes", "topk_fraction"}
+    assert load_config("synth_expression", "smoke").batch_size == load_config("synth_hair", "smoke").batch_size
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["synth_hair", "synth_expression"])
+def test_attacker_and_evaluator_learn_synthfaces_originals(experiment):
+    """The privacy numbers mean something only if the attacker can tell the identities apart
+    (and the utility numbers only if the evaluator can do the task): the default settings of
+    the evaluation, on original images (~1-2 min each on 2 CPU cores)."""
+    config = load_config(experiment)
+    train, test = evaluate.load_split(config, "train"), evaluate.load_split(config, "test", 1000)
+    settings = evaluate.get_config().network
+    heads = {"label": config.num_classes, "identity": config.data.num_identities}
+    network = evaluators.train_classifier(
+        train["image"], {head: train[head] for head in heads}, num_classes=heads,
+        widths=tuple(settings.widths), epochs=settings.epochs, batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate)
+    accuracy = network.accuracies(test["image"], {head: test[head] for head in heads})
+    print(f"{experiment} originals: re-identification {accuracy['identity']:.3f} (chance 0.05), "
+          f"task {accuracy['label']:.3f}")
+    assert accuracy["identity"] >= 0.8
+    assert accuracy["label"] >= 0.9

@@ -1,0 +1,142 @@
+"""`jaxmask mask`: folder in, folder out; any size and mode; bad files listed; nothing written outside."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO
+from PIL import Image
+from test_export import IMAGE_SIZE, random_state, small_config
+
+import jaxmask
+from jaxmask import export, masking
+
+K = round(0.25 * IMAGE_SIZE * IMAGE_SIZE)
+BAD = {"empty.png": "empty file", "broken.jpg": "truncated", "notes.txt": "not an image"}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    config = small_config()
+    path = export.export_masker(random_state(config), config, tmp_path_factory.mktemp("m") / "masker", step=3)
+    return jaxmask.load_masker(path)
+
+
+def write_inputs(root):
+    """Mixed sizes and modes (all ≥ the model's 16 px), a zero-byte file, a truncated JPEG, a non-image."""
+    rng = np.random.default_rng(0)
+    pixels = lambda *shape, high=256, dtype=np.uint8: rng.integers(1, high, shape).astype(dtype)
+    images = {
+        "rgb.png": Image.fromarray(pixels(24, 32, 3)),
+        "same size.png": Image.fromarray(pixels(16, 16, 3)),
+        "sub/rgba.png": Image.fromarray(pixels(17, 20, 4)),
+        "sub/deeper/grey.jpg": Image.fromarray(pixels(30, 40)),
+        "grey16.png": Image.fromarray(pixels(23, 19, high=65536, dtype=np.uint16)),
+        "sub/palette.gif": Image.fromarray(pixels(18, 18, 3)).convert("P"),
+        "ünïcode näme.png": Image.fromarray(pixels(16, 48)),
+    }
+    for name, image in images.items():
+        os.makedirs(os.path.dirname(root / name), exist_ok=True)
+        image.save(root / name)
+    (root / "empty.png").write_bytes(b"")
+    jpeg = (root / "sub" / "deeper" / "grey.jpg").read_bytes()
+    (root / "broken.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (root / "notes.txt").write_text("not an image\n")
+    return sorted(images)
+
+
+def model_resolution(mask):
+    """The model-resolution mask a nearest-upsampled (H, W) mask came from: sample the pixel centres."""
+    rows = ((np.arange(IMAGE_SIZE) + 0.5) * mask.shape[0] / IMAGE_SIZE).astype(int)
+    cols = ((np.arange(IMAGE_SIZE) + 0.5) * mask.shape[1] / IMAGE_SIZE).astype(int)
+    return mask[rows][:, cols]
+
+
+def test_mask_command_on_a_mixed_folder(bundle, tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    names = write_inputs(source)
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+    command = [sys.executable, "-m", "jaxmask.cli", "mask", "--model", bundle.path, "--input", str(source),
+               "--output", str(out), "--save-masks", "--batch-size", "4"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert f"masked {len(names)} image(s)" in done.stdout
+    failed = [line.strip() for line in done.stdout.splitlines() if line.startswith("  ")]
+    assert sorted(line.split(":")[0] for line in failed) == sorted(BAD), done.stdout
+    for line in failed:
+        assert BAD[line.split(":")[0]] in line, line
+    written = sorted(os.path.relpath(os.path.join(d, f), out) for d, _, files in os.walk(out) for f in files)
+    assert written == sorted(names + [n + masking.MASK_SUFFIX for n in names])
+
+    for name in names:
+        original = Image.open(source / name)
+        released = Image.open(out / name)
+        mask = np.asarray(Image.open(out / (name + masking.MASK_SUFFIX)))
+        assert released.size == original.size == mask.shape[::-1]
+        assert set(np.unique(mask)) <= {0, 255}
+        assert int((model_resolution(mask) == 255).sum()) == K, name      # exactly k at model resolution
+        assert released.mode == original.mode, name     # GIF: palette again, re-quantised like JPEG is re-encoded
+        if name.endswith(".png"):     # lossless: revealed pixels exact, hidden ones 0 in every channel
+            before, after = np.asarray(original), np.asarray(released)
+            keep = (mask == 255)[..., None] if before.ndim == 3 else mask == 255
+            np.testing.assert_array_equal(after, np.where(keep, before, 0))
+
+    # Running again keeps the outputs; --overwrite (here through the Python API) replaces them.
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1 and "masked 0 image(s)" in done.stdout
+    assert f"kept {len(names)} existing output(s)" in done.stdout
+    report = masking.mask_folder(bundle, str(source), str(out), overwrite=True, progress=False)
+    assert sorted(report.written) == names and not report.kept
+
+
+def test_soft_values_and_topk_override(bundle, tmp_path):
+    source = tmp_path / "in"
+    names = write_inputs(source)
+    report = masking.mask_folder(bundle, str(source), str(tmp_path / "out"), values="soft", topk_fraction=0.5,
+                                 save_masks=True, batch_size=3, progress=False)
+    assert sorted(report.written) == names and report.values == "soft"
+    for name in names:
+        mask = np.asarray(Image.open(tmp_path / "out" / (name + masking.MASK_SUFFIX)))
+        assert int((model_resolution(mask) > 0).sum()) == IMAGE_SIZE * IMAGE_SIZE // 2
+        assert len(np.unique(mask)) > 2          # soft: m ⊙ h, not 0/255
+
+
+def test_nothing_is_written_outside_the_output_folder(bundle, tmp_path):
+    source, out, outside = tmp_path / "in", tmp_path / "out", tmp_path / "outside"
+    write_inputs(source)
+    outside.mkdir()
+    out.mkdir()
+    os.symlink(outside, out / "sub")           # an output sub-folder that leads elsewhere
+    report = masking.mask_folder(bundle, str(source), str(out), progress=False)
+    assert os.listdir(outside) == []
+    refused = sorted(path for path, reason in report.failed if "outside" in reason)
+    assert refused == ["sub/deeper/grey.jpg", "sub/palette.gif", "sub/rgba.png"]
+    assert len(report.written) == 4
+
+
+def test_output_inside_the_input_is_not_read_back(bundle, tmp_path):
+    source = tmp_path / "in"
+    names = write_inputs(source)
+    for _ in range(2):
+        report = masking.mask_folder(bundle, str(source), str(source / "masked"), overwrite=True, progress=False)
+        assert sorted(report.written) == names
+
+
+def test_decompression_bombs_are_refused_at_pillows_limit(bundle, tmp_path, monkeypatch):
+    source = tmp_path / "in"
+    write_inputs(source)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 16 * 16)
+    report = masking.mask_folder(bundle, str(source), str(tmp_path / "out"), progress=False)
+    assert report.written == ["same size.png"]
+    bombs = sorted(path for path, reason in report.failed if "decompression bomb" in reason)
+    # Refused from the header, before decoding: the truncated JPEG too.
+    assert bombs == sorted(["broken.jpg", "grey16.png", "rgb.png", "ünïcode näme.png", "sub/palette.gif",
+                            "sub/rgba.png", "sub/deeper/grey.jpg"])
+
+
+def test_upsampled_mask_keeps_model_pixels():
+    small = np.random.default_rng(0).integers(0, 2, (16, 16))
+    for shape in [(16, 16), (17, 40), (31, 16), (200, 123)]:
+        np.testing.assert_array_equal(model_resolution(masking.upsample_nearest(small, *shape)), small)
