@@ -55,7 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.masker_learning_rate = 1e-3
     config.phi_learning_rate = 1e-3
     config.batch_size = 64           # global, split over devices and processes
-    config.num_rounds = 300          # one round = predictor_steps + obfuscator_steps batches
+    config.num_rounds = 100          # one round = predictor_steps + obfuscator_steps batches
 
     # Parallelism (DESIGN.md §3).
     config.parallel = "jit"          # jit | pmap

@@ -55,11 +55,16 @@ def get_config() -> ml_collections.ConfigDict:
     config.blur_sigma = 0.0          # ≤ 0: OpenCV's rule for the kernel size
     config.k_sweep = (0.05, 0.1, 0.25, 0.5)
     config.sweep_retrained = False   # also fine-tune evaluator/attacker per sweep point (slow)
+    # Also train a network on the reveal mask h alone (no pixel values) for every
+    # masked release: what the *positions* of the revealed pixels say about the
+    # label and the identity (slow: one training from scratch per release).
+    config.mask_only = False
     config.max_train = 0             # training images for evaluator/attacker (0 = all)
     config.max_test = 0              # test images (0 = all)
     config.batch_size = 256          # images per release call
     config.grid_examples = 6         # rows of the picture grid
     config.dlib = "auto"             # dlib face similarity: auto (real faces, extra installed) | on | off
+    config.dlib_images = 200         # test images it compares (face detection is ~0.3 s an image)
     # The evaluator (task head) and the attacker (identity head): one EvalNet,
     # trained on originals, then fine-tuned per release for the retrained protocol.
     config.network = ml_collections.ConfigDict(dict(
@@ -217,6 +222,11 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
                      "evaluator + attacker (originals)")
     original_embedding = network.embed(test["image"])
     use_dlib = _use_dlib(config, eval_config)
+    if use_dlib:
+        from jaxmask import facesim
+        dlib_originals = test["image"][:eval_config.dlib_images]
+        say(f"dlib: finding faces on {len(dlib_originals)} original test images")
+        dlib_faces = facesim.original_faces(dlib_originals)
 
     # ---- Every release at the trained K.
     releases = releases_for(config, models, eval_config)
@@ -235,8 +245,7 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
             row["face_similarity"] = float(similarity.mean())
             row["face_similarity_se"] = float(similarity.std() / np.sqrt(len(similarity)))
         if use_dlib:
-            from jaxmask import facesim
-            dlib_row = facesim.mean_similarity(test["image"], test_released)
+            dlib_row = facesim.mean_similarity(dlib_originals, test_released[:len(dlib_originals)], dlib_faces)
             row["dlib_similarity"], row["n_dlib"] = dlib_row["similarity"], dlib_row["count"]
         if name == "Original":
             retrained = _accuracies(network, test_released, test, heads)   # the original protocol itself
@@ -246,6 +255,8 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
                            f"evaluator + attacker retrained on {name}", init=network)
             retrained = _accuracies(tuned, test_released, test, heads)
         row.update({f"{key}_retrained": value for key, value in retrained.items()})
+        if eval_config.mask_only and (name in models or name == "Random-K"):
+            row.update(_mask_only(release, train, test, train_labels, num_classes, eval_config, name, say))
         methods[name] = row
         say(f"{name}: " + " ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)))
 
@@ -270,6 +281,17 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
                           "k": bundle.k} for name, bundle in models.items()},
         "seconds": time.time() - start,
     }
+
+
+def _mask_only(release, train, test, train_labels, num_classes, eval_config, name, say) -> dict[str, float]:
+    """Task and identity accuracy of a network trained from scratch on the reveal masks alone."""
+    _, train_mask = apply_release(release, train["image"], eval_config.batch_size)
+    _, test_mask = apply_release(release, test["image"], eval_config.batch_size)
+    channels = train["image"].shape[-1]
+    net = _train(np.repeat(train_mask, channels, -1), train_labels, num_classes, eval_config.network,
+                 eval_config.seed, say, f"mask-only network on {name}")
+    accuracy = _accuracies(net, np.repeat(test_mask, channels, -1), test, tuple(num_classes))
+    return {f"{key}_mask_only": value for key, value in accuracy.items()}
 
 
 def _k_sweep(config, models, eval_config, train, test, network, train_labels, num_classes, say):
@@ -313,6 +335,8 @@ def _protocol(eval_config, use_dlib: bool) -> dict[str, str]:
                      "released test images; re-ID test images are held-out images of the training identities",
         "face_similarity": "cosine similarity of the network's pooled embedding, released vs original"
                            + ("; dlib: face_recognition ResNet descriptor (jaxmask.facesim)" if use_dlib else ""),
+        **({"mask_only": "a fresh network trained on the reveal masks h alone (no pixel values): what the "
+                          "positions of the revealed pixels encode"} if eval_config.mask_only else {}),
         "k_sweep": "maskers re-ranked at each K (trained at the config's K); networks trained on originals"
                    + (", and fine-tuned per point" if eval_config.sweep_retrained else ""),
     }

@@ -26,6 +26,8 @@ COLUMNS = (
     ("task_accuracy_retrained", "Task acc. (retrained) ↑", "acc"),
     ("reid_accuracy", "Re-ID ↓", "acc"),
     ("reid_accuracy_retrained", "Re-ID (retrained) ↓", "acc"),
+    ("task_accuracy_mask_only", "Task acc. from mask alone", "acc"),
+    ("reid_accuracy_mask_only", "Re-ID from mask alone ↓", "acc"),
     ("dlib_similarity", "dlib face similarity ↓", "plain"),
     ("revealed_fraction", "Revealed", "plain"),
     ("task_region_share", "In task region ↑", "plain"),
@@ -39,6 +41,8 @@ def _cell(row: dict, key: str, kind: str) -> str:
         return "–"
     if kind == "acc":
         return f"{value:.3f} ±{math.sqrt(max(value * (1 - value), 0) / max(row['n_test'], 1)):.3f}"
+    if key == "dlib_similarity" and "n_dlib" in row:
+        return f"{value:.3f} (n={row['n_dlib']})"
     if kind == "sim" and f"{key}_se" in row:
         return f"{value:.3f} ±{row[key + '_se']:.3f}"
     return f"{value:.3f}"
@@ -132,7 +136,9 @@ def markdown(results: dict[str, Any], figures: dict[str, str | None]) -> str:
                             "reid_accuracy_retrained", "task_region_share", "identity_region_share")
                 if any(k in p for points in sweep.values() for p in points)]
         lines += ["## K sweep (privacy–utility)", "", results["protocol"]["k_sweep"] + ".", ""]
-        lines += ["| Method | K | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+        titles = {key: title for key, title, _ in COLUMNS}
+        lines += ["| Method | K | " + " | ".join(titles.get(k, k) for k in keys) + " |",
+                  "|" + "---|" * (len(keys) + 2)]
         for name, points in sweep.items():
             for p in points:
                 lines.append(f"| {name} | {p['topk_fraction']:g} | "

@@ -47,6 +47,7 @@ def tiny_eval_config():
     net.widths, net.epochs, net.retrain_epochs, net.batch_size = (8, 8), 1, 1, 32
     eval_config.k_sweep = (0.1, 0.25)
     eval_config.grid_examples = 3
+    eval_config.mask_only = True
     eval_config.batch_size = 64
     return eval_config
 
@@ -118,6 +119,8 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
                     "reid_accuracy_retrained", "face_similarity"):
             assert 0 <= row[key] <= 1 + 1e-6, (name, key)
     assert methods["Original"]["face_similarity"] == pytest.approx(1.0)
+    assert "task_accuracy_mask_only" in methods["Ours"] and "reid_accuracy_mask_only" in methods["Random-K"]
+    assert "task_accuracy_mask_only" not in methods["Block"]
     assert methods["Original"]["revealed_fraction"] == 1.0
     for name in ("Random-K", "Ours"):
         assert methods[name]["revealed_fraction"] == method.k / 32 ** 2

@@ -64,6 +64,8 @@ def test_small_images_and_baselines(model, photos):
     blurred = baselines.gaussian_blur(small, box, kernel_size=9)[0]
     same = facesim.mean_similarity(small, small)
     assert same["count"] == 1 and same["similarity"] > 0.999
+    faces = facesim.original_faces(small)          # detect once, compare many releases
+    assert facesim.mean_similarity(small, small, faces) == same
     block_similarity = facesim.mean_similarity(small, blocked)["similarity"]
     blur_similarity = facesim.mean_similarity(small, blurred)["similarity"]
     assert block_similarity < blur_similarity < 0.999
@@ -74,3 +76,19 @@ def test_no_face_gives_none_and_nan(model):
     assert model.compare(noise[0], noise[0]) is None
     result = facesim.mean_similarity(noise, noise)
     assert result["count"] == 0 and result["total"] == 1 and np.isnan(result["similarity"])
+
+
+def test_evaluate_runs_dlib_when_asked(tmp_path):
+    """--eval.dlib=on: SynthFaces drawings have no detectable face, so the column is NaN with n=0."""
+    from test_evaluate import random_masker_state, tiny_eval_config
+    from conftest import load_config
+    from jaxmask import evaluate, report
+    from jaxmask.export import export_masker, load_masker
+    config = load_config("synth_hair", "smoke")
+    bundle = load_masker(export_masker(random_masker_state(config), config, str(tmp_path / "m"), step=0))
+    eval_config = tiny_eval_config()
+    eval_config.dlib, eval_config.dlib_images, eval_config.mask_only, eval_config.k_sweep = "on", 4, False, ()
+    results = evaluate.evaluate(config, {"Ours": bundle}, eval_config, progress=None)
+    row = results["methods"]["Ours"]
+    assert row["n_dlib"] == 0 and np.isnan(row["dlib_similarity"])
+    assert "dlib face similarity" in report.markdown(results, {})
