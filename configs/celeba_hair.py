@@ -12,23 +12,14 @@ one key set; the synth_faces-only keys (data.num_*) are unused here.
 Reads the tfds variant ``celeba_hair/64px_3ch`` (``<image_size>px_<channels>ch``).
 """
 
-import importlib.util
-import os
-
-
-def _synth_hair_config(arg):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "synth_hair.py")
-    spec = importlib.util.spec_from_file_location("jaxmask_configs_synth_hair", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+from jaxmask import config_files
 
 
 def get_config(arg: str | None = None):
     mode = arg or "default"
     if mode not in ("default", "smoke"):
         raise ValueError(f"unknown config argument {arg!r}: use '' or 'smoke'")
-    config = _synth_hair_config("smoke" if mode == "smoke" else "paper")
+    config = config_files.load_sibling(__file__, "synth_hair.py", "smoke" if mode == "smoke" else "paper")
     config.dataset = "celeba_hair"
     config.task = "hair"
     config.num_classes = 4

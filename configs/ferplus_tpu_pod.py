@@ -14,20 +14,11 @@ over. The batch must divide by the device count (start-up says so if not).
 ``smoke`` keeps the fixture's shapes with the pod's dtype, for a quick check.
 """
 
-import importlib.util
-import os
-
-
-def _single_host_config(arg):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ferplus.py")
-    spec = importlib.util.spec_from_file_location("jaxmask_configs_ferplus", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+from jaxmask import config_files
 
 
 def get_config(arg: str | None = None):
-    config = _single_host_config(arg)
+    config = config_files.load_sibling(__file__, "ferplus.py", arg)
     if (arg or "default") == "default":
         config.batch_size = 1024
     config.dtype = "bfloat16"

@@ -11,22 +11,13 @@ images with ``data.synthetic.task_region_fraction``, so that the task region
 can fill the reveal budget (DESIGN.md §4).
 """
 
-import importlib.util
-import os
+from jaxmask import config_files
 
 from jaxmask.data import synthetic
 
 
-def _synth_hair_config(arg):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "synth_hair.py")
-    spec = importlib.util.spec_from_file_location("jaxmask_configs_synth_hair", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def get_config(arg: str | None = None):
-    config = _synth_hair_config(arg)
+    config = config_files.load_sibling(__file__, "synth_hair.py", arg)
     config.task = "expression"
     config.num_classes = 3
     spec = synthetic.SynthFacesSpec(task="expression", image_size=config.image_size,

@@ -19,11 +19,8 @@ CONFIGS = os.path.join(REPO, "configs")
 
 def load_config(name: str, arg: str | None = None):
     """configs/<name>.py's get_config(arg), unlocked for test overrides."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f"config_{name}", os.path.join(CONFIGS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    from jaxmask import config_files
+    return config_files.load(os.path.join(CONFIGS, f"{name}.py"), arg)
 
 
 @pytest.fixture
