@@ -1,6 +1,6 @@
 """Where a round's time goes: its pieces timed alone, jaxmask and PyTorch alternating.
 
-    python benchmarks/breakdown.py --batch_size=64 [--upsample=dot --pool=reshape] [--torch]
+    python benchmarks/breakdown.py --batch_size=64 [--upsample=conv_transpose --pool=reduce_window] [--torch]   # flags: the layers before
 
 A round is 4 × masker forward+backward, 3 × Φ forward+backward with weight
 gradients (predictor), 1 × Φ forward+backward to its input only (obfuscator),
@@ -142,8 +142,8 @@ def torch_pieces(spec, state, batches):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--upsample", default="conv_transpose", choices=["conv_transpose", "dot"])
-    parser.add_argument("--pool", default="reduce_window", choices=["reduce_window", "reshape"])
+    parser.add_argument("--upsample", default="dot", choices=["conv_transpose", "dot"])
+    parser.add_argument("--pool", default="reshape", choices=["reduce_window", "reshape"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--torch", action="store_true")
     parser.add_argument("--json", default=None)
@@ -159,7 +159,7 @@ def main() -> None:
 
     spec = bench.Spec(batch_size=args.batch_size)
     method = state_lib.build_method(spec.config())
-    if (args.upsample, args.pool) != ("conv_transpose", "reduce_window"):
+    if (args.upsample, args.pool) != ("dot", "reshape"):   # else models.py as it is
         method = variants.with_variants(method, args.upsample, args.pool)
     state = state_lib.create_train_state(method, jax.random.PRNGKey(0), (64, 64, 3))
     batches = bench.synthetic_batches(spec)

@@ -1,6 +1,6 @@
 """A/B of XLA flag sets on CPU, each normalised by PyTorch eager timed in the same process.
 
-    python benchmarks/cpu_flags.py --rounds=2 --batch_size=64 [--upsample=dot --pool=reshape]
+    python benchmarks/cpu_flags.py --rounds=2 --batch_size=64 [--upsample=conv_transpose --pool=reduce_window]   # flags: the layers before
 
 XLA flags are fixed per process, so every flag set runs in its own
 subprocess (benchmarks/run_variant.py --compare_torch), the sets alternate
@@ -35,8 +35,8 @@ def main() -> None:
     parser.add_argument("--sets", default=",".join(FLAG_SETS))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--upsample", default="conv_transpose")
-    parser.add_argument("--pool", default="reduce_window")
+    parser.add_argument("--upsample", default="dot")
+    parser.add_argument("--pool", default="reshape")
     parser.add_argument("--benchmarks", default="round")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()

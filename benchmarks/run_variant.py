@@ -1,9 +1,10 @@
 """``jaxmask bench`` with the layer variants of benchmarks/variants.py swapped in.
 
-Measures a proposed change to jaxmask/models.py without editing it:
+Measures jaxmask/models.py's layers (``--upsample=dot --pool=reshape``, the
+default) against the flax layers it used before:
 
-    python benchmarks/run_variant.py --upsample=dot --pool=reshape --compare_torch \
-        --json=/tmp/variant.json
+    python benchmarks/run_variant.py --upsample=conv_transpose --pool=reduce_window \
+        --compare_torch --json=/tmp/before.json
 
 XLA flags apply per process: run it under different ``XLA_FLAGS`` /
 ``JAXMASK_XLA_DEFAULTS=0`` to compare flag sets (benchmarks/cpu_flags.py does).
@@ -23,8 +24,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--upsample", default="conv_transpose", choices=["conv_transpose", "dot"])
-    parser.add_argument("--pool", default="reduce_window", choices=["reduce_window", "reshape"])
+    parser.add_argument("--upsample", default="dot", choices=["conv_transpose", "dot"])
+    parser.add_argument("--pool", default="reshape", choices=["reduce_window", "reshape"])
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--widths", default="32,64,128,256")
@@ -47,7 +48,7 @@ def main() -> None:
     spec = bench.Spec(batch_size=args.batch_size, image_size=args.image_size, dtype=args.dtype,
                       masker_widths=widths, phi_widths=widths, phi_hidden=widths[-1])
     transform = None
-    if (args.upsample, args.pool) != ("conv_transpose", "reduce_window"):
+    if (args.upsample, args.pool) != ("dot", "reshape"):   # else models.py as it is
         transform = functools.partial(variants.with_variants, upsample=args.upsample, pool=args.pool)
     torch_reference = bench.load_torch_reference() if args.compare_torch else None
     load_before = os.getloadavg()
