@@ -13,9 +13,9 @@ The defaults (measured in benchmarks/RESULTS.md):
   convolutions are fine, but the *weight-gradient* convolutions (a window as
   large as the image) run 1.1–1.9× slower than on XLA's Eigen path.
   Keeping convolutions on Eigen makes the paper-size training round 1.40×
-  faster (1.65× with the GEMM upsampling and reshape pooling now in
-  jaxmask/models.py)
-  on a 2-vCPU Xeon, and changes no result beyond float rounding.
+  faster (1.65× with the GEMM upsampling and reshape pooling of
+  jaxmask/models.py) on a 2-vCPU Xeon, and changes no result beyond float
+  rounding.
 
 Unknown names in ``XLA_FLAGS`` abort the process, and these CPU flags are
 experimental, so each default is tied to the jaxlib versions it was measured
