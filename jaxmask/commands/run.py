@@ -2,7 +2,7 @@
 
     jaxmask run --workdir runs/synth_hair                    # embedded default: SynthFaces hair
     jaxmask run --config configs/synth_expression.py --workdir runs/synth_expression
-    jaxmask run --config configs/synth_hair.py:smoke --workdir /tmp/smoke --eval.attacker.epochs=1
+    jaxmask run --config configs/synth_hair.py:smoke --workdir /tmp/smoke --eval.network.epochs=1
 
 Steps, each resumable (a finished training is not repeated on a rerun):
 
@@ -12,6 +12,11 @@ Steps, each resumable (a finished training is not repeated on a rerun):
 3. both exported as masker bundles (WORKDIR/*/masker);
 4. ``jaxmask evaluate`` of both against Original, Block, Gaussian Blur and
    Random-K, written to WORKDIR/report (report.md, metrics.json, figures).
+
+``--ablation`` also trains the paper's soft-value formulation with both
+gradient rules, each adversarial and not (four more maskers, same config
+otherwise), so the report's "Maskers" table is the full value mode ×
+gradient rule × adversary ablation of DESIGN.md §1 (about 3× the run time).
 
 It prints where the report is, and its main table.
 """
@@ -29,6 +34,12 @@ from jaxmask.commands._config import define_config_flag
 
 FLAGS = flags.FLAGS
 OURS, NON_ADVERSARIAL = "Ours", "Non-adversarial"
+# --ablation: (report name, workdir, mask_values, mask_gradient, adversarial)
+ABLATION = (("Soft, straight-through", "soft_st", "soft", "straight_through", True),
+            ("Soft, straight-through, non-adversarial", "soft_st_non_adversarial", "soft",
+             "straight_through", False),
+            ("Soft, exact", "soft_exact", "soft", "exact", True),
+            ("Soft, exact, non-adversarial", "soft_exact_non_adversarial", "soft", "exact", False))
 
 
 def define_flags() -> None:
@@ -37,6 +48,8 @@ def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "run directory (default: runs/<config file name>)")
     flags.DEFINE_list("k_sweep", None, "K values of the privacy–utility sweep (default: --eval.k_sweep)")
     flags.DEFINE_alias("k-sweep", "k_sweep")
+    flags.DEFINE_bool("ablation", False, "also train and evaluate the soft-value maskers (both gradient "
+                      "rules, adversarial and not): the value-mode ablation; ~3x the run time")
     config_flags.DEFINE_config_dict("eval", evaluate.get_config(), "evaluation settings", lock_config=True)
 
 
@@ -60,6 +73,16 @@ def train_and_export(config, workdir: str) -> str:
                                     step=step, metrics=metrics)
 
 
+def variant(config, adversarial: bool, values: str | None = None, gradient: str | None = None):
+    """``config`` with the adversary on (its own obfuscator_steps) or off, and other mask modes."""
+    out = config.copy_and_resolve_references()
+    if not adversarial:
+        out.obfuscator_steps = 0
+    if values is not None:
+        out.mask_values, out.mask_gradient = values, gradient
+    return out
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
@@ -70,20 +93,22 @@ def main(argv) -> None:
     eval_config = FLAGS.eval
     if FLAGS.k_sweep:
         eval_config.k_sweep = tuple(float(k) for k in FLAGS.k_sweep)
-    non_adversarial = config.copy_and_resolve_references()
-    non_adversarial.obfuscator_steps = 0
+    runs = [(OURS, config, "ours"), (NON_ADVERSARIAL, variant(config, adversarial=False), "non_adversarial")]
+    if FLAGS.ablation:
+        runs += [(name, variant(config, adversarial, values, gradient), subdir)
+                 for name, subdir, values, gradient, adversarial in ABLATION]
     bundles = {}
     try:
-        for name, run_config, subdir in ((OURS, config, "ours"),
-                                         (NON_ADVERSARIAL, non_adversarial, "non_adversarial")):
+        for name, run_config, subdir in runs:
             print(f"[run {time.time() - start:5.0f} s] training {name} "
                   f"({run_config.num_rounds} rounds, obfuscator_steps={run_config.obfuscator_steps}) "
                   f"in {os.path.join(workdir, subdir)}", flush=True)
             bundles[name] = train_and_export(run_config, os.path.join(workdir, subdir))
             print(f"[run {time.time() - start:5.0f} s] exported {name}: {bundles[name]}", flush=True)
+        # Non-adversarial first: the report lists maskers in this order.
+        order = [NON_ADVERSARIAL, OURS] + [name for name, *_ in ABLATION if name in bundles]
         paths = evaluate_command.run_evaluation(
-            config, {NON_ADVERSARIAL: bundles[NON_ADVERSARIAL], OURS: bundles[OURS]},
-            os.path.join(workdir, "report"), eval_config)
+            config, {name: bundles[name] for name in order}, os.path.join(workdir, "report"), eval_config)
     except (FloatingPointError, FileNotFoundError, ValueError, ImportError) as error:
         logging.error("%s", error)
         print(f"jaxmask run: error: {error}", file=sys.stderr)

@@ -1,0 +1,25 @@
+"""`jaxmask run`'s masker list: Ours, the non-adversarial baseline, and with --ablation the soft modes."""
+
+from conftest import load_config
+
+from jaxmask.commands import run
+
+
+def test_variant_switches_only_the_adversary_and_the_mask_mode():
+    config = load_config("synth_hair", "smoke")
+    off = run.variant(config, adversarial=False)
+    assert off.obfuscator_steps == 0 and config.obfuscator_steps == 1      # the original is untouched
+    assert (off.mask_values, off.mask_gradient) == (config.mask_values, config.mask_gradient)
+    soft = run.variant(config, adversarial=True, values="soft", gradient="exact")
+    assert (soft.mask_values, soft.mask_gradient, soft.obfuscator_steps) == ("soft", "exact", 1)
+    everything_else = lambda c: {k: v for k, v in c.to_dict().items()
+                                 if k not in ("mask_values", "mask_gradient", "obfuscator_steps")}
+    assert everything_else(soft) == everything_else(off) == everything_else(config)
+
+
+def test_ablation_covers_soft_values_with_both_gradient_rules_with_and_without_adversary():
+    grid = {(values, gradient, adversarial) for _, _, values, gradient, adversarial in run.ABLATION}
+    assert grid == {("soft", g, a) for g in ("straight_through", "exact") for a in (True, False)}
+    names = [name for name, *_ in run.ABLATION] + [run.OURS, run.NON_ADVERSARIAL]
+    workdirs = [subdir for _, subdir, *_ in run.ABLATION] + ["ours", "non_adversarial"]
+    assert len(set(names)) == len(set(workdirs)) == 6
