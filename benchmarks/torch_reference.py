@@ -343,7 +343,9 @@ def check_equivalence(spec, seed: int = 0, device: str | None = None,
     ‖Δ_jax − Δ_torch‖ / ‖Δ_jax‖ over all its parameters (the obfuscator step
     from jaxmask's post-predictor weights on both sides): float32 rounding through 14 BatchNorm'd layers
     leaves ~1e-4 (~1e-3 in the first encoder level), a wrong layout or flip
-    gives ~1, so the bound is 1e-2. BatchNorm running variances are not compared:
+    gives ~1, so the bound is 1e-2 — for the obfuscator step at least 3× how
+    much jaxmask's own update moves under rounding-level weight noise (see
+    ``_obfuscator_self_noise``). BatchNorm running variances are not compared:
     torch keeps the unbiased batch variance, flax the biased one.
     """
     import jax
@@ -412,6 +414,7 @@ def _compare(spec, method, state, batches, device) -> dict:
     loss_o = float(game.obfuscator_step(game.to_input(last["image"])))
     obfuscator_error = update_error(params(after_p), params(after_o), export_flax_params(game),
                                     ("masker",))
+    obfuscator_noise = _obfuscator_self_noise(method, after_p, after_o, last)
     report = {
         "mask_max_abs_diff": float(np.max(np.abs(np.asarray(m_jax) - m_torch))),
         "reveal_agreement": float(np.mean(h_jax == h_torch)),
@@ -420,14 +423,45 @@ def _compare(spec, method, state, batches, device) -> dict:
         "predictor_masker_update_rel_error": predictor_error["masker"],
         "predictor_phi_update_rel_error": predictor_error["phi"],
         "obfuscator_masker_update_rel_error": obfuscator_error["masker"],
+        "obfuscator_masker_update_jax_self_noise": obfuscator_noise,
     }
     close = lambda a, b: abs(a - b) <= 1e-3 * max(1.0, abs(a))
-    worst = max(*predictor_error.values(), *obfuscator_error.values())
+    obfuscator_bound = max(1e-2, 3 * obfuscator_noise)
+    report["obfuscator_bound"] = obfuscator_bound
     report["ok"] = bool(report["mask_max_abs_diff"] < 1e-3 and report["reveal_agreement"] > 0.999
                         and close(report["predictor_loss_jax"], loss_p)
                         and close(report["obfuscator_loss_jax"], loss_o)
-                        and worst < 1e-2)
+                        and max(predictor_error.values()) < 1e-2
+                        and obfuscator_error["masker"] < obfuscator_bound)
     return report
+
+
+def _obfuscator_self_noise(method, after_p, after_o, batch) -> float:
+    """How far jaxmask's own obfuscator update moves when its weights move by float32 rounding.
+
+    The obfuscator's masker gradient flows only through the straight-through
+    top-K, so it depends on which pixels sit just either side of the k-th place.
+    At batch 64 (the paper model) a few of the 64·4096 mask values are within
+    1e-6 of the k-th, and multiplying the masker's weights by (1 + 1e-7·N(0,1))
+    — rounding-level noise — changes jaxmask's *own* update by ~1.4% (measured:
+    1.4% / 2.1% / 2.8% at 1e-7 / 1e-6 / 1e-5). PyTorch cannot agree more
+    closely than that, so the bound is 3× this self-noise (at least 1e-2); a
+    wrong layer or gradient rule still gives ~1.
+    """
+    import jax
+
+    from jaxmask import steps
+
+    leaves, tree = jax.tree.flatten(after_p.masker.params)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
+    noisy = jax.tree.unflatten(tree, [leaf * (1 + 1e-7 * jax.random.normal(key, leaf.shape))
+                                      for leaf, key in zip(leaves, keys)])
+    start = after_p.replace(masker=after_p.masker.replace(params=noisy))
+    moved, _ = jax.jit(lambda s, b: steps.obfuscator_step(method, s, b))(start, batch)
+    flat = lambda tree: np.concatenate([np.ravel(a) for a in jax.tree.leaves(jax.device_get(tree))])
+    reference = flat(after_o.masker.params) - flat(after_p.masker.params)
+    perturbed = flat(moved.masker.params) - flat(noisy)
+    return float(np.linalg.norm(perturbed - reference) / np.linalg.norm(reference))
 
 
 def contenders(spec, state, batches, benchmarks, flops, variants=("eager",), device=None,

@@ -17,8 +17,14 @@ maskers (``{name: MaskerBundle}``), all through the same ``release(images)``:
   on real faces dlib's face-recognition descriptor (``jaxmask.facesim``,
   optional extra).
 * mask quality (datasets with ground-truth regions, e.g. SynthFaces): the
-  revealed fraction, and the share of revealed pixels inside the task region
-  and inside the identity region.
+  revealed fraction, the share of revealed pixels inside the task region
+  and inside the identity region, and the share of the task region that is
+  revealed (recall: per image, revealed task-region pixels / task-region
+  pixels, averaged over the test images).
+* optional, per masker and Random-K (each trains a fresh network from
+  scratch): what the reveal mask h alone says (``mask_only``), and what the
+  hidden part (1 − h) ⊙ x says (``hidden_part``: the obfuscator's goal is
+  that it says nothing about the task).
 
 "Fine-tuned" starts from the network trained on originals, so the retrained
 numbers are an adversary that knows the originals *and* adapts to the release.
@@ -40,8 +46,9 @@ Progress = Callable[[str], None]
 
 # Metrics per method, in report column order (see report.COLUMNS for their titles).
 METRICS = ("face_similarity", "task_accuracy", "task_accuracy_retrained", "reid_accuracy",
-           "reid_accuracy_retrained", "revealed_fraction", "task_region_share",
-           "identity_region_share", "dlib_similarity")
+           "reid_accuracy_retrained", "task_accuracy_mask_only", "reid_accuracy_mask_only",
+           "task_accuracy_hidden_part", "reid_accuracy_hidden_part", "revealed_fraction",
+           "task_region_share", "task_region_revealed", "identity_region_share", "dlib_similarity")
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -59,6 +66,11 @@ def get_config() -> ml_collections.ConfigDict:
     # masked release: what the *positions* of the revealed pixels say about the
     # label and the identity (slow: one training from scratch per release).
     config.mask_only = False
+    # Also train a network from scratch on the *hidden* part (1 - h) * x of every
+    # masked release and test it on hidden parts of test images: whether the
+    # obfuscator reached its goal (hidden part uninformative) against a fresh
+    # network rather than against Φ (slow: one training per masker and Random-K).
+    config.hidden_part = False
     config.max_train = 0             # training images for evaluator/attacker (0 = all)
     config.max_test = 0              # test images (0 = all)
     config.batch_size = 256          # images per release call
@@ -116,15 +128,25 @@ def apply_release(release: baselines.Release, images: np.ndarray, batch_size: in
 
 def mask_quality(revealed: np.ndarray, task_mask: np.ndarray | None = None,
                  identity_mask: np.ndarray | None = None) -> dict[str, float]:
-    """Revealed fraction, and shares of the revealed pixels inside the task / identity regions.
+    """Revealed fraction, shares of the revealed pixels inside the task / identity regions,
+    and the share of the task region that is revealed.
 
     ``revealed`` (N, H, W[, 1]) 0/1; the region masks bool (N, H, W).
+    ``task_region_revealed`` (recall) is the mean over images of revealed
+    task-region pixels / task-region pixels; images with an empty task region
+    are left out of the mean (NaN if every image's region is empty).
     """
     h = np.asarray(revealed).reshape(revealed.shape[:3]) > 0
     total = max(int(h.sum()), 1)
     out = {"revealed_fraction": float(h.mean())}
     if task_mask is not None:
+        task_mask = np.asarray(task_mask, bool)
         out["task_region_share"] = float((h & task_mask).sum()) / total
+        area = task_mask.sum(axis=(1, 2))
+        hit = (h & task_mask).sum(axis=(1, 2))
+        nonempty = area > 0
+        out["task_region_revealed"] = (float((hit[nonempty] / area[nonempty]).mean())
+                                       if nonempty.any() else float("nan"))
     if identity_mask is not None:
         out["identity_region_share"] = float((h & identity_mask).sum()) / total
     return out
@@ -255,8 +277,10 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
                            f"evaluator + attacker retrained on {name}", init=network)
             retrained = _accuracies(tuned, test_released, test, heads)
         row.update({f"{key}_retrained": value for key, value in retrained.items()})
-        if eval_config.mask_only and (name in models or name == "Random-K"):
-            row.update(_mask_only(release, train, test, train_labels, num_classes, eval_config, name, say))
+        views = _fresh_network_views(eval_config) if (name in models or name == "Random-K") else {}
+        if views:
+            row.update(_fresh_network_metrics(release, train, test, train_labels, num_classes, eval_config,
+                                              name, say, views))
         methods[name] = row
         say(f"{name}: " + " ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)))
 
@@ -283,15 +307,36 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
     }
 
 
-def _mask_only(release, train, test, train_labels, num_classes, eval_config, name, say) -> dict[str, float]:
-    """Task and identity accuracy of a network trained from scratch on the reveal masks alone."""
+# What a network trained from scratch sees of a release: (images, revealed h) -> network input.
+View = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _fresh_network_views(eval_config) -> dict[str, tuple[str, View]]:
+    """{metric suffix: (progress title, view)} of the from-scratch networks eval_config asks for."""
+    views: dict[str, tuple[str, View]] = {}
+    if eval_config.mask_only:        # the 0/1 reveal mask alone, no pixel values
+        views["mask_only"] = ("mask-only", lambda images, h: np.repeat(h, images.shape[-1], -1))
+    if eval_config.hidden_part:   # the pixels the release withholds
+        views["hidden_part"] = ("hidden-part", lambda images, h: images * (1.0 - h))
+    return views
+
+
+def _fresh_network_metrics(release, train, test, train_labels, num_classes, eval_config, name, say,
+                           views: dict[str, tuple[str, View]]) -> dict[str, float]:
+    """Task and identity accuracy of a network trained from scratch on each view of the release.
+
+    The release is applied once to the train and once to the test images; each
+    view gets its own network (``eval_config.network``, ``epochs`` from scratch).
+    """
     _, train_mask = apply_release(release, train["image"], eval_config.batch_size)
     _, test_mask = apply_release(release, test["image"], eval_config.batch_size)
-    channels = train["image"].shape[-1]
-    net = _train(np.repeat(train_mask, channels, -1), train_labels, num_classes, eval_config.network,
-                 eval_config.seed, say, f"mask-only network on {name}")
-    accuracy = _accuracies(net, np.repeat(test_mask, channels, -1), test, tuple(num_classes))
-    return {f"{key}_mask_only": value for key, value in accuracy.items()}
+    out: dict[str, float] = {}
+    for suffix, (title, view) in views.items():
+        net = _train(view(train["image"], train_mask), train_labels, num_classes, eval_config.network,
+                     eval_config.seed, say, f"{title} network on {name}")
+        accuracy = _accuracies(net, view(test["image"], test_mask), test, tuple(num_classes))
+        out.update({f"{key}_{suffix}": value for key, value in accuracy.items()})
+    return out
 
 
 def _k_sweep(config, models, eval_config, train, test, network, train_labels, num_classes, say):
@@ -337,6 +382,10 @@ def _protocol(eval_config, use_dlib: bool) -> dict[str, str]:
                            + ("; dlib: face_recognition ResNet descriptor (jaxmask.facesim)" if use_dlib else ""),
         **({"mask_only": "a fresh network trained on the reveal masks h alone (no pixel values): what the "
                           "positions of the revealed pixels encode"} if eval_config.mask_only else {}),
+        **({"hidden_part": "a fresh network trained from scratch on the hidden parts (1 − h) ⊙ x of the train "
+                           "images, tested on hidden parts of the test images: what the withheld pixels still "
+                           "say (the obfuscator's goal is chance)"} if eval_config.hidden_part
+           else {}),
         "k_sweep": "maskers re-ranked at each K (trained at the config's K); networks trained on originals"
                    + (", and fine-tuned per point" if eval_config.sweep_retrained else ""),
     }

@@ -28,9 +28,12 @@ COLUMNS = (
     ("reid_accuracy_retrained", "Re-ID (retrained) ↓", "acc"),
     ("task_accuracy_mask_only", "Task acc. from mask alone", "acc"),
     ("reid_accuracy_mask_only", "Re-ID from mask alone ↓", "acc"),
+    ("task_accuracy_hidden_part", "Task acc. from hidden part ↓", "acc"),
+    ("reid_accuracy_hidden_part", "Re-ID from hidden part", "acc"),
     ("dlib_similarity", "dlib face similarity ↓", "plain"),
     ("revealed_fraction", "Revealed", "plain"),
     ("task_region_share", "In task region ↑", "plain"),
+    ("task_region_revealed", "Task region revealed ↑", "plain"),
     ("identity_region_share", "In identity region ↓", "plain"),
 )
 
@@ -133,7 +136,8 @@ def markdown(results: dict[str, Any], figures: dict[str, str | None]) -> str:
     sweep = results.get("k_sweep") or {}
     if sweep:
         keys = [k for k in ("task_accuracy", "task_accuracy_retrained", "reid_accuracy",
-                            "reid_accuracy_retrained", "task_region_share", "identity_region_share")
+                            "reid_accuracy_retrained", "task_region_share", "task_region_revealed",
+                            "identity_region_share")
                 if any(k in p for points in sweep.values() for p in points)]
         lines += ["## K sweep (privacy–utility)", "", results["protocol"]["k_sweep"] + ".", ""]
         titles = {key: title for key, title, _ in COLUMNS}

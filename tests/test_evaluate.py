@@ -48,6 +48,7 @@ def tiny_eval_config():
     eval_config.k_sweep = (0.1, 0.25)
     eval_config.grid_examples = 3
     eval_config.mask_only = True
+    eval_config.hidden_part = True
     eval_config.batch_size = 64
     return eval_config
 
@@ -61,8 +62,32 @@ def test_mask_quality_counts_revealed_pixels_per_region():
     identity[:, 0, 3] = True
     identity[:, 3, :] = True                       # 1 in the identity region
     quality = evaluate.mask_quality(revealed, task, identity)
-    assert quality == {"revealed_fraction": 0.25, "task_region_share": 0.75, "identity_region_share": 0.25}
+    assert quality == {"revealed_fraction": 0.25, "task_region_share": 0.75, "task_region_revealed": 1.0,
+                       "identity_region_share": 0.25}
     assert evaluate.mask_quality(revealed) == {"revealed_fraction": 0.25}
+
+
+def test_task_region_revealed_is_the_mean_per_image_recall():
+    task = np.zeros((2, 4, 4), bool)
+    task[0, :2] = True                             # image 0: 8 task pixels
+    task[1, 0, :2] = True                          # image 1: 2 task pixels
+    revealed = np.zeros((2, 4, 4, 1), np.float32)
+    revealed[0, 0] = 1                             # 4 of 8 revealed
+    revealed[1, 0, 0] = 1                          # 1 of 2 revealed
+    revealed[1, 3, 3] = 1                          # outside the region: no effect on recall
+    assert evaluate.mask_quality(revealed, task)["task_region_revealed"] == pytest.approx(0.5)
+    # Not pooled over images: image 1's single pixel counts as much as image 0's four.
+    revealed[1, 0, 1] = 1
+    assert evaluate.mask_quality(revealed, task)["task_region_revealed"] == pytest.approx(0.75)
+    # Everything revealed (Original) or exactly the task region revealed: recall 1.
+    everything = np.ones((2, 4, 4, 1), np.float32)
+    assert evaluate.mask_quality(everything, task)["task_region_revealed"] == 1.0
+    exact = evaluate.mask_quality(task[..., None].astype(np.float32), task)
+    assert exact["task_region_revealed"] == 1.0 and exact["task_region_share"] == 1.0
+    # Images without a task region are left out of the mean.
+    task[1] = False
+    assert evaluate.mask_quality(np.zeros_like(revealed), task)["task_region_revealed"] == 0.0
+    assert evaluate.mask_quality(everything, task)["task_region_revealed"] == 1.0
 
 
 def test_cosine_similarity_and_standard_error():
@@ -121,7 +146,17 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
     assert methods["Original"]["face_similarity"] == pytest.approx(1.0)
     assert "task_accuracy_mask_only" in methods["Ours"] and "reid_accuracy_mask_only" in methods["Random-K"]
     assert "task_accuracy_mask_only" not in methods["Block"]
+    assert any("hidden-part network on Ours: epoch 1/1" in line for line in lines)
+    for name in ("Random-K", "Ours"):
+        for key in ("task_accuracy_hidden_part", "reid_accuracy_hidden_part"):
+            assert 0 <= methods[name][key] <= 1, (name, key)
+    assert "task_accuracy_hidden_part" not in methods["Original"]
     assert methods["Original"]["revealed_fraction"] == 1.0
+    assert methods["Original"]["task_region_revealed"] == 1.0
+    for name, row in methods.items():
+        assert 0 <= row["task_region_revealed"] <= 1, name
+    # Random-K reveals about K of the task region.
+    assert methods["Random-K"]["task_region_revealed"] == pytest.approx(method.k / 32 ** 2, abs=0.05)
     for name in ("Random-K", "Ours"):
         assert methods[name]["revealed_fraction"] == method.k / 32 ** 2
     assert [p["topk_fraction"] for p in results["k_sweep"]["Ours"]] == [0.1, 0.25]
@@ -132,6 +167,8 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
     for name in methods:
         assert f"| {name} |" in text
     assert "Face similarity" in text and "Task accuracy" in text and f"| {n_test} |" in text
+    assert "Task region revealed" in text and "Task acc. from hidden part" in text
+    assert "hidden_part" in results["protocol"]
     assert "| binary | straight-through | yes |" in text             # the ablation table's mode columns
     saved = json.load(open(paths["metrics"]))
     assert saved["methods"]["Ours"]["n_test"] == n_test and "examples" not in saved

@@ -4,7 +4,7 @@
     jaxmask evaluate --config configs/synth_expression.py \
         --models Non-adversarial=/tmp/expr/non_adversarial_masker,Ours=/tmp/expr/ours_masker \
         --out /tmp/expr/report --k-sweep 0.05,0.1,0.25,0.5
-    jaxmask evaluate --models … --out … --eval.attacker.epochs=10 --eval.sweep_retrained
+    jaxmask evaluate --models … --out … --eval.network.epochs=10 --eval.sweep_retrained
 
 Trains the independent task evaluator and the identity attacker on the
 experiment's original training images (progress lines while they train),
