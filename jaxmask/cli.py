@@ -41,8 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     from absl import app, flags
     command = importlib.import_module(f"jaxmask.commands.{name}")
     command.define_flags()
-    # absl's --help lists the main module's flags: adopt the command's.
-    flags.adopt_module_key_flags(command)
+    # absl's --help lists the key flags of the module named by sys.argv[0] (the
+    # console script, or cli.py under `python -m`): make the command's flags
+    # (and the shared --config of jaxmask/commands/_config.py) key flags there.
+    for module_name, defined in flags.FLAGS.flags_by_module_dict().items():
+        if module_name.startswith("jaxmask.commands"):
+            for flag in defined:
+                flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(command.main, argv=[f"jaxmask {name}", *argv[2:]])
 
 

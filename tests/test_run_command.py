@@ -23,3 +23,18 @@ def test_ablation_covers_soft_values_with_both_gradient_rules_with_and_without_a
     names = [name for name, *_ in run.ABLATION] + [run.OURS, run.NON_ADVERSARIAL]
     workdirs = [subdir for _, subdir, *_ in run.ABLATION] + ["ours", "non_adversarial"]
     assert len(set(names)) == len(set(workdirs)) == 6
+
+
+def test_command_help_lists_the_commands_own_flags():
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-m", "jaxmask.cli", "run", "--help"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]     # absl's --help exits 1 by design
+    for flag in ("--ablation", "--workdir", "--config", "--k_sweep", "--eval"):
+        assert flag in done.stdout, flag
+    assert "--model" not in done.stdout      # `mask`'s flag: only the chosen command's are defined
