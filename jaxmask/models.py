@@ -117,6 +117,15 @@ class Masker(nn.Module):
             x = ConvBNReLU(features, self.dtype, self.bn_axis_name)(x, train)
         return x
 
+    # The two layers with a faster CPU formulation, as methods so that
+    # benchmarks/variants.py can put the flax layers they replace back in.
+    def _pool(self, x):
+        return max_pool_2x2(x)
+
+    def _upsample(self, features, index, x):
+        # Named as the nn.ConvTranspose it replaces: checkpoints keep loading.
+        return Upsample2x2(features, self.dtype, name=f"ConvTranspose_{index}")(x)
+
     @nn.compact
     def __call__(self, x, train: bool = False):
         depth = len(self.widths) - 1
@@ -131,11 +140,10 @@ class Masker(nn.Module):
         for features in self.widths[:-1]:
             x = self._block(features, x, train)
             skips.append(x)
-            x = max_pool_2x2(x)
+            x = self._pool(x)
         x = self._block(self.widths[-1], x, train)
         for i, (features, skip) in enumerate(zip(reversed(self.widths[:-1]), reversed(skips))):
-            # Named as the nn.ConvTranspose it replaces: checkpoints keep loading.
-            x = Upsample2x2(features, self.dtype, name=f"ConvTranspose_{i}")(x)
+            x = self._upsample(features, i, x)
             x = self._block(features, jnp.concatenate([x, skip], axis=-1), train)
         logits = nn.Conv(1, (1, 1), dtype=self.dtype)(x)
         # Scores in float32: bfloat16 sigmoids saturate into ties early.
@@ -153,12 +161,15 @@ class Classifier(nn.Module):
     dtype: Any = jnp.float32
     bn_axis_name: str | None = None
 
+    def _pool(self, x):   # a method for benchmarks/variants.py, as in Masker
+        return max_pool_2x2(x)
+
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = x.astype(self.dtype)
         for features in self.widths:
             x = ConvBNReLU(features, self.dtype, self.bn_axis_name)(x, train)
-            x = max_pool_2x2(x)
+            x = self._pool(x)
         x = x.reshape(x.shape[0], -1)
         x = nn.Dense(self.hidden, use_bias=False, dtype=self.dtype)(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=_BN_MOMENTUM,
