@@ -44,6 +44,28 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.predictor_steps = 3
     config.obfuscator_steps = 1      # 0 = the non-adversarial baseline
 
+    # The game (DESIGN.md §1 "Games"; jaxmask/games.py): what judges the two parts.
+    #   paper:      Φ trained on the masker's reveals; the obfuscator fools that same Φ.
+    #   complement: + separately trained complement adversaries Φ_c on the hidden part
+    #               (the obfuscator fools them, not Φ) and, with pattern_weight > 0,
+    #               mask-pattern adversaries Ψ on the 0/1 mask alone.
+    #   realx:      complement, and Φ learns only from random exact-k masks (blobs,
+    #               blocks, pixels), never the masker's: it has no decoder for a code.
+    #   shuffled:   complement, and Φ learns from the masker's masks shuffled across the batch.
+    config.game = "paper"
+    config.mask_channel = False      # classifiers see concat(part, its 0/1 mask): hidden ≠ black
+    config.reveal = "exact"          # exact: k pixels always | cap: at most k (top-k with m > cap_threshold)
+    config.cap_threshold = 0.5
+    config.sparsity_weight = 0.0     # weight of mean(m) in the masker's utility loss (for reveal=cap)
+    config.adversary = ml_collections.ConfigDict()
+    config.adversary.complement_widths = ((16, 32, 64, 64), (8, 16, 32, 32))   # one Φ_c per entry
+    config.adversary.pattern_widths = ((16, 32, 64, 64), (8, 16, 32, 32))      # one Ψ per entry
+    config.adversary.hidden = 64
+    config.adversary.learning_rate = 1e-3
+    config.adversary.steps = 4       # adversary updates per round (all members, on the round's batches)
+    config.adversary.reinit_every = 50   # rounds; re-initialise one member per ensemble in turn (0 = never)
+    config.adversary.pattern_weight = 1.0   # Ψ's term in the masker's privacy loss (0 = no Ψ)
+
     # Models.
     config.masker_widths = (16, 32, 64)
     config.phi_widths = (16, 32, 64, 64)
@@ -72,6 +94,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.masker_widths = (8, 16)
         config.phi_widths = (8, 8, 8, 8)
         config.phi_hidden = 16
+        config.adversary.complement_widths = ((8, 8, 8, 8),)
+        config.adversary.pattern_widths = ((8, 8, 8, 8),)
+        config.adversary.hidden = 16
+        config.adversary.steps = 2
+        config.adversary.reinit_every = 3
         config.batch_size = 16
         config.num_rounds = 6
         config.log_every, config.eval_every, config.checkpoint_every = 2, 3, 3
@@ -81,6 +108,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.masker_widths = (32, 64, 128, 256)
         config.phi_widths = (32, 64, 128, 256)
         config.phi_hidden = 256
+        config.adversary.complement_widths = ((32, 64, 128, 256), (16, 32, 64, 128))
+        config.adversary.pattern_widths = ((32, 64, 128, 256), (16, 32, 64, 128))
+        config.adversary.hidden = 256
+        config.adversary.reinit_every = 500
         config.batch_size = 128
         config.num_rounds = 5000
         config.log_every, config.eval_every, config.checkpoint_every = 100, 1000, 1000

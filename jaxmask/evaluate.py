@@ -40,14 +40,15 @@ from typing import Any, Callable
 import ml_collections
 import numpy as np
 
-from jaxmask import baselines, evaluators
+from jaxmask import baselines, evaluators, probes, topk
 
 Progress = Callable[[str], None]
 
 # Metrics per method, in report column order (see report.COLUMNS for their titles).
 METRICS = ("face_similarity", "task_accuracy", "task_accuracy_retrained", "reid_accuracy",
            "reid_accuracy_retrained", "task_accuracy_mask_only", "reid_accuracy_mask_only",
-           "task_accuracy_hidden_part", "reid_accuracy_hidden_part", "revealed_fraction",
+           "task_accuracy_hidden_part", "reid_accuracy_hidden_part", "task_accuracy_hidden_part_plain",
+           "reid_accuracy_hidden_part_plain", "swap_follows_image", "swap_follows_mask", "revealed_fraction",
            "task_region_share", "task_region_revealed", "identity_region_share", "dlib_similarity")
 
 
@@ -65,12 +66,14 @@ def get_config() -> ml_collections.ConfigDict:
     # Also train a network on the reveal mask h alone (no pixel values) for every
     # masked release: what the *positions* of the revealed pixels say about the
     # label and the identity (slow: one training from scratch per release).
-    config.mask_only = False
+    config.mask_only = True
     # Also train a network from scratch on the *hidden* part (1 - h) * x of every
     # masked release and test it on hidden parts of test images: whether the
     # obfuscator reached its goal (hidden part uninformative) against a fresh
     # network rather than against Φ (slow: one training per masker and Random-K).
-    config.hidden_part = False
+    config.hidden_part = True        # two architectures: jaxmask.probes.PROBES
+    config.oracle = True             # the Oracle row (datasets with ground-truth task regions)
+    config.mask_swap = True          # the retrained evaluator on x_i with image j's mask
     config.max_train = 0             # training images for evaluator/attacker (0 = all)
     config.max_test = 0              # test images (0 = all)
     config.batch_size = 256          # images per release call
@@ -250,17 +253,34 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
         say(f"dlib: finding faces on {len(dlib_originals)} original test images")
         dlib_faces = facesim.original_faces(dlib_originals)
 
-    # ---- Every release at the trained K.
-    releases = releases_for(config, models, eval_config)
+    # ---- Every release at the trained K (and the Oracle, where task regions are known).
+    releases: dict[str, Any] = dict(releases_for(config, models, eval_config))
+    if eval_config.oracle and "task_mask" in train and "task_mask" in test:
+        k = topk.num_revealed(config.topk_fraction, config.image_size, config.image_size)
+        oracle = _oracle_release(train, test, k, seed)
+        names = list(releases)
+        at = names.index("Random-K") + 1 if "Random-K" in names else len(names)
+        releases = {**dict(list(releases.items())[:at]), "Oracle": oracle, **dict(list(releases.items())[at:])}
+    probed = {*models, "Random-K", "Oracle"}
+    probe_list = _probe_list(eval_config)
     methods: dict[str, dict[str, float]] = {}
     released_test: dict[str, np.ndarray] = {}
     revealed_test: dict[str, np.ndarray] = {}
     for name, release in releases.items():
         say(f"{name}: releasing {len(train['label'])} + {len(test['label'])} images")
-        test_released, test_revealed = apply_release(release, test["image"], eval_config.batch_size)
+        if name == "Oracle":
+            train_revealed, test_revealed = release
+            train_released, test_released = train["image"] * train_revealed, test["image"] * test_revealed
+        else:
+            test_released, test_revealed = apply_release(release, test["image"], eval_config.batch_size)
+            train_released, train_revealed = ((None, None) if name == "Original" else
+                                              apply_release(release, train["image"], eval_config.batch_size))
         released_test[name], revealed_test[name] = test_released, test_revealed
         row = {"n_test": len(test["label"]), "n_train": len(train["label"])}
         row.update(mask_quality(test_revealed, test.get("task_mask"), test.get("identity_mask")))
+        if "task_mask" in test:
+            row["task_region_revealed_per_class"] = probes.per_class_recall(
+                test_revealed, test["task_mask"], test["label"], int(config.num_classes))
         row.update(_accuracies(network, test_released, test, heads))
         if has_identity:
             similarity = cosine_similarity(network.embed(test_released), original_embedding)
@@ -272,15 +292,18 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
         if name == "Original":
             retrained = _accuracies(network, test_released, test, heads)   # the original protocol itself
         else:
-            train_released, _ = apply_release(release, train["image"], eval_config.batch_size)
             tuned = _train(train_released, train_labels, num_classes, settings, seed, say,
                            f"evaluator + attacker retrained on {name}", init=network)
             retrained = _accuracies(tuned, test_released, test, heads)
+            if eval_config.mask_swap and name in probed:
+                row.update(probes.mask_swap(tuned, test["image"], test_revealed, test["label"], seed))
         row.update({f"{key}_retrained": value for key, value in retrained.items()})
-        views = _fresh_network_views(eval_config) if (name in models or name == "Random-K") else {}
-        if views:
-            row.update(_fresh_network_metrics(release, train, test, train_labels, num_classes, eval_config,
-                                              name, say, views))
+        if probe_list and name in probed:
+            row.update(probes.fresh_network_probes(train, test, train_revealed, test_revealed, num_classes,
+                                                   settings, seed, say, name, probe_list))
+        if name in models and models[name].metrics:
+            row.update({f"in_training_{key}": float(value) for key, value in models[name].metrics.items()
+                        if key.startswith("accuracy_") and key != "accuracy_revealed"})
         methods[name] = row
         say(f"{name}: " + " ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)))
 
@@ -307,36 +330,15 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
     }
 
 
-# What a network trained from scratch sees of a release: (images, revealed h) -> network input.
-View = Callable[[np.ndarray, np.ndarray], np.ndarray]
+def _probe_list(eval_config):
+    """The fresh-network probes ``eval_config`` asks for (``probes.PROBES`` entries)."""
+    wanted = {"mask": eval_config.mask_only, "hidden": eval_config.hidden_part}
+    return tuple(p for p in probes.PROBES if wanted[p[2]])
 
 
-def _fresh_network_views(eval_config) -> dict[str, tuple[str, View]]:
-    """{metric suffix: (progress title, view)} of the from-scratch networks eval_config asks for."""
-    views: dict[str, tuple[str, View]] = {}
-    if eval_config.mask_only:        # the 0/1 reveal mask alone, no pixel values
-        views["mask_only"] = ("mask-only", lambda images, h: np.repeat(h, images.shape[-1], -1))
-    if eval_config.hidden_part:   # the pixels the release withholds
-        views["hidden_part"] = ("hidden-part", lambda images, h: images * (1.0 - h))
-    return views
-
-
-def _fresh_network_metrics(release, train, test, train_labels, num_classes, eval_config, name, say,
-                           views: dict[str, tuple[str, View]]) -> dict[str, float]:
-    """Task and identity accuracy of a network trained from scratch on each view of the release.
-
-    The release is applied once to the train and once to the test images; each
-    view gets its own network (``eval_config.network``, ``epochs`` from scratch).
-    """
-    _, train_mask = apply_release(release, train["image"], eval_config.batch_size)
-    _, test_mask = apply_release(release, test["image"], eval_config.batch_size)
-    out: dict[str, float] = {}
-    for suffix, (title, view) in views.items():
-        net = _train(view(train["image"], train_mask), train_labels, num_classes, eval_config.network,
-                     eval_config.seed, say, f"{title} network on {name}")
-        accuracy = _accuracies(net, view(test["image"], test_mask), test, tuple(num_classes))
-        out.update({f"{key}_{suffix}": value for key, value in accuracy.items()})
-    return out
+def _oracle_release(train, test, k: int, seed: int):
+    """The oracle's (train, test) reveal masks: each image's task region padded or trimmed to k."""
+    return probes.oracle_indicator(train["task_mask"], k, seed), probes.oracle_indicator(test["task_mask"], k, seed + 1)
 
 
 def _k_sweep(config, models, eval_config, train, test, network, train_labels, num_classes, say):
@@ -382,10 +384,14 @@ def _protocol(eval_config, use_dlib: bool) -> dict[str, str]:
                            + ("; dlib: face_recognition ResNet descriptor (jaxmask.facesim)" if use_dlib else ""),
         **({"mask_only": "a fresh network trained on the reveal masks h alone (no pixel values): what the "
                           "positions of the revealed pixels encode"} if eval_config.mask_only else {}),
-        **({"hidden_part": "a fresh network trained from scratch on the hidden parts (1 − h) ⊙ x of the train "
-                           "images, tested on hidden parts of the test images: what the withheld pixels still "
-                           "say (the obfuscator's goal is chance)"} if eval_config.hidden_part
-           else {}),
+        **({"oracle": "the ground-truth task region padded (random non-task pixels) or trimmed to exactly k: "
+                      "what a perfect masker would release"} if eval_config.oracle else {}),
+        **({"mask_swap": "the retrained evaluator on image i under image j's mask (y_j ≠ y_i): the share read "
+                         "as y_i (follows the image) and as y_j (follows the mask)"} if eval_config.mask_swap else {}),
+        **({"hidden_part": "fresh networks of two architectures (the ResNet and a plain CNN) trained from scratch "
+                           "on the hidden parts concat((1 − h) ⊙ x, 1 − h) of the train images, tested on hidden "
+                           "parts of the test images: what the withheld pixels still say (goal: chance)"}
+           if eval_config.hidden_part else {}),
         "k_sweep": "maskers re-ranked at each K (trained at the config's K); networks trained on originals"
                    + (", and fine-tuned per point" if eval_config.sweep_retrained else ""),
     }

@@ -67,10 +67,32 @@ class EvalNet(nn.Module):
         return logits, embedding
 
 
+class PlainCNN(nn.Module):
+    """A second probe architecture, unlike EvalNet: plain conv → ReLU → 2×2 max-pool
+    stages (no residuals, no stride-2 stem, full resolution first), then a dense
+    layer on the flattened map. Same interface as ``EvalNet``.
+    """
+    heads: tuple[tuple[str, int], ...]
+    widths: Sequence[int] = (32, 64, 128)
+
+    @nn.compact
+    def __call__(self, x):
+        x = x.astype(jnp.float32) - 0.5
+        for width in self.widths:
+            x = nn.relu(nn.Conv(width, (3, 3))(x))
+            x = nn.max_pool(x, (2, 2), (2, 2))
+        embedding = nn.relu(nn.Dense(128)(x.reshape(x.shape[0], -1)))
+        logits = {name: nn.Dense(classes, name=f"head_{name}")(embedding) for name, classes in self.heads}
+        return logits, embedding
+
+
+ARCHITECTURES = {"resnet": EvalNet, "plain": PlainCNN}
+
+
 @dataclasses.dataclass
 class TrainedNet:
     """A trained ``EvalNet`` and its parameters; predictions in fixed-size batches on the host."""
-    module: EvalNet
+    module: nn.Module
     params: Any
     batch_size: int = 256
 
@@ -145,7 +167,8 @@ def cosine_learning_rate(base: float, step: int, total_steps: int) -> float:
 def train_classifier(images: np.ndarray, labels: Mapping[str, np.ndarray], *, num_classes: Mapping[str, int],
                      widths: Sequence[int] = (32, 32, 64, 128), epochs: int = 4, batch_size: int = 64,
                      learning_rate: float = 2e-3, seed: int = 0, init_params=None,
-                     progress: Progress | None = None, name: str = "network") -> TrainedNet:
+                     progress: Progress | None = None, name: str = "network",
+                     arch: str = "resnet") -> TrainedNet:
     """Trains an ``EvalNet`` with one head per label (summed cross-entropies), Adam, cosine decay.
 
     Args:
@@ -154,6 +177,7 @@ def train_classifier(images: np.ndarray, labels: Mapping[str, np.ndarray], *, nu
       epochs: passes over the data (reshuffled from ``seed`` each epoch; the
         last partial batch is dropped).
       init_params: start from these parameters (fine-tuning) instead of a fresh init.
+      arch: "resnet" (``EvalNet``) or "plain" (``PlainCNN``, a second probe architecture).
       progress: called with one line per epoch (loss, elapsed time).
     """
     images = np.asarray(images, np.float32)
@@ -168,8 +192,10 @@ def train_classifier(images: np.ndarray, labels: Mapping[str, np.ndarray], *, nu
         if y.min() < 0 or y.max() >= num_classes[head]:
             raise ValueError(f"{name}: {head} labels must lie in [0, {num_classes[head]}); "
                              f"got [{y.min()}, {y.max()}]")
-    module = EvalNet(heads=tuple((head, int(num_classes[head])) for head in labels),
-                     widths=tuple(int(w) for w in widths))
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"{name}: arch={arch!r}: expected one of {sorted(ARCHITECTURES)}")
+    module = ARCHITECTURES[arch](heads=tuple((head, int(num_classes[head])) for head in labels),
+                                 widths=tuple(int(w) for w in widths))
     steps_per_epoch = len(images) // batch_size
     total_steps = epochs * steps_per_epoch
     step = _step_fn(module)

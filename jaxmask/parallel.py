@@ -26,7 +26,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxmask import state as state_lib
-from jaxmask import steps
+from jaxmask import games, steps
 
 PARALLEL_MODES = ("jit", "pmap")
 AXIS = "data"
@@ -118,7 +118,7 @@ def _build_jit(config, image_shape, devices) -> ParallelSteps:
     by_step_example = NamedSharding(mesh, P(None, AXIS))  # (S, B, ...)
 
     # Donate the state: the old one is dead once the round returns.
-    round_fn = jax.jit(functools.partial(steps.train_round, method),
+    round_fn = jax.jit(functools.partial(games.build_round(method), method),
                        in_shardings=(replicated, by_step_example),
                        out_shardings=(replicated, replicated), donate_argnums=0)
     eval_fn = jax.jit(functools.partial(steps.eval_step, method),
@@ -149,7 +149,7 @@ def _build_pmap(config, image_shape, devices) -> ParallelSteps:
     local = [d for d in devices if d.process_index == jax.process_index()]
     n = len(local)
 
-    round_fn = jax.pmap(functools.partial(steps.train_round, method), axis_name=AXIS,
+    round_fn = jax.pmap(functools.partial(games.build_round(method), method), axis_name=AXIS,
                         devices=devices, donate_argnums=0)
     eval_fn = jax.pmap(functools.partial(steps.eval_step, method), axis_name=AXIS, devices=devices)
 

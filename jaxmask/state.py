@@ -34,10 +34,16 @@ class PlayerState:
 
 @flax.struct.dataclass
 class TrainState:
-    """Both players and the number of completed rounds (int32 scalar)."""
+    """Every player and the number of completed rounds (int32 scalar).
+
+    ``complement`` and ``pattern`` are the adversary ensembles of the games
+    beyond the paper's (``jaxmask.games``); empty tuples in the paper game.
+    """
     step: jax.Array
     masker: PlayerState
     phi: PlayerState
+    complement: tuple[PlayerState, ...] = ()
+    pattern: tuple[PlayerState, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +63,24 @@ class Method:
     predictor_steps: int = 3
     obfuscator_steps: int = 1
     axis_name: str | None = None
+    # The game (jaxmask.games; DESIGN.md §1 "Games").
+    game: str = "paper"
+    mask_channel: bool = False
+    reveal: str = "exact"                  # exact | cap (K is a cap: top-k ∩ m > cap_threshold)
+    cap_threshold: float = 0.5
+    sparsity_weight: float = 0.0           # weight of mean(m) in the masker's utility loss
+    complement: tuple[Classifier, ...] = ()   # complement adversaries Φ_c (on the hidden part)
+    pattern: tuple[Classifier, ...] = ()      # mask-pattern adversaries Ψ (on h alone)
+    adversary_tx: optax.GradientTransformation | None = None
+    adversary_steps: int = 0               # adversary updates per round (each on one of the round's batches)
+    reinit_every: int = 0                  # rounds between re-initialising one member per ensemble (0 = never)
+    pattern_weight: float = 0.0
+    seed: int = 0
+
+    @property
+    def classifier_channels(self) -> int:
+        """Extra input channels of every classifier: the 0/1 mask channel, if on."""
+        return 1 if self.mask_channel else 0
 
 
 # float64 exists for equivalence tests (needs jax_enable_x64): it takes float
@@ -79,6 +103,15 @@ def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformat
     raise ValueError(f"config.optimizer={name!r}: expected 'adam' or 'sgd'")
 
 
+GAMES = ("paper", "complement", "realx", "shuffled")
+REVEAL_MODES = ("exact", "cap")
+
+
+def _adversaries(config, dtype, axis_name, widths_list, num_classes) -> tuple[Classifier, ...]:
+    return tuple(Classifier(num_classes=num_classes, widths=tuple(widths), hidden=config.adversary.hidden,
+                            dtype=dtype, bn_axis_name=axis_name) for widths in widths_list)
+
+
 def build_method(config, axis_name: str | None = None) -> Method:
     """Builds the ``Method`` a config describes (see configs/synth_hair.py for the fields)."""
     dtype = compute_dtype(config.dtype)
@@ -89,6 +122,22 @@ def build_method(config, axis_name: str | None = None) -> Method:
             "a round needs predictor_steps ≥ 1 and obfuscator_steps ≥ 0 (0 = non-adversarial)")
     k = topk.num_revealed(config.topk_fraction, size, size)
     topk.check_arguments((1, size, size, 1), jnp.float32, k, config.mask_values, config.mask_gradient)
+    adversary = config.adversary
+    if config.game not in GAMES:
+        raise ValueError(f"config.game={config.game!r}: expected one of {GAMES}")
+    if config.reveal not in REVEAL_MODES:
+        raise ValueError(f"config.reveal={config.reveal!r}: expected one of {REVEAL_MODES}")
+    if config.reveal == "cap" and config.mask_values != "binary":
+        raise ValueError("config.reveal='cap' needs mask_values='binary' (a capped reveal is a 0/1 mask)")
+    beyond_paper = config.game != "paper"
+    adversarial = config.obfuscator_steps > 0
+    complement = (_adversaries(config, dtype, axis_name, adversary.complement_widths, config.num_classes)
+                  if beyond_paper and adversarial else ())
+    pattern = (_adversaries(config, dtype, axis_name, adversary.pattern_widths, config.num_classes)
+               if beyond_paper and adversarial and adversary.pattern_weight > 0 else ())
+    if (complement or pattern) and adversary.steps < 1:
+        raise ValueError(f"config.adversary.steps={adversary.steps}: the {config.game!r} "
+                         "game trains its adversaries, so it needs ≥ 1 step per round")
     return Method(
         masker=Masker(widths=tuple(config.masker_widths), dtype=dtype, bn_axis_name=axis_name),
         phi=Classifier(num_classes=config.num_classes, widths=tuple(config.phi_widths),
@@ -101,11 +150,24 @@ def build_method(config, axis_name: str | None = None) -> Method:
         predictor_steps=config.predictor_steps,
         obfuscator_steps=config.obfuscator_steps,
         axis_name=axis_name,
+        game=config.game,
+        mask_channel=bool(config.mask_channel),
+        reveal=config.reveal,
+        cap_threshold=float(config.cap_threshold),
+        sparsity_weight=float(config.sparsity_weight),
+        complement=complement,
+        pattern=pattern,
+        adversary_tx=make_optimizer(config.optimizer, adversary.learning_rate),
+        adversary_steps=int(adversary.steps) if (complement or pattern) else 0,
+        reinit_every=int(adversary.reinit_every),
+        pattern_weight=float(adversary.pattern_weight),
+        seed=int(config.seed),
     )
 
 
-def _init_player(module, tx, rng, image_shape) -> PlayerState:
-    variables = module.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+def init_player(module, tx, rng, input_shape) -> PlayerState:
+    """A fresh player for inputs of ``input_shape`` = (H, W, C)."""
+    variables = module.init(rng, jnp.zeros((1, *input_shape), jnp.float32), train=False)
     params = variables["params"]
     return PlayerState(params=params, batch_stats=variables["batch_stats"],
                        opt_state=tx.init(params))
@@ -113,14 +175,25 @@ def _init_player(module, tx, rng, image_shape) -> PlayerState:
 
 def create_train_state(method: Method, rng: jax.Array, image_shape: tuple[int, int, int]) -> TrainState:
     """Fresh state for images of ``image_shape`` = (H, W, C)."""
+    height, width, channels = image_shape
+    part_shape = (height, width, channels + method.classifier_channels)   # what a classifier sees
+    mask_shape = (height, width, 1)                                      # Ψ sees the mask alone
+    # The paper game's keys stay as they were (masker, Φ); adversaries get their own.
     masker_rng, phi_rng = jax.random.split(rng)
+    adversary_rng = jax.random.fold_in(rng, 1)
 
     @jax.jit
-    def init(masker_rng, phi_rng):
+    def init(masker_rng, phi_rng, adversary_rng):
+        complement_rngs = jax.random.split(jax.random.fold_in(adversary_rng, 0), max(len(method.complement), 1))
+        pattern_rngs = jax.random.split(jax.random.fold_in(adversary_rng, 1), max(len(method.pattern), 1))
         return TrainState(
             step=jnp.zeros((), jnp.int32),
-            masker=_init_player(method.masker, method.masker_tx, masker_rng, image_shape),
-            phi=_init_player(method.phi, method.phi_tx, phi_rng, image_shape),
+            masker=init_player(method.masker, method.masker_tx, masker_rng, image_shape),
+            phi=init_player(method.phi, method.phi_tx, phi_rng, part_shape),
+            complement=tuple(init_player(m, method.adversary_tx, r, part_shape)
+                             for m, r in zip(method.complement, complement_rngs)),
+            pattern=tuple(init_player(m, method.adversary_tx, r, mask_shape)
+                          for m, r in zip(method.pattern, pattern_rngs)),
         )
 
-    return init(masker_rng, phi_rng)
+    return init(masker_rng, phi_rng, adversary_rng)

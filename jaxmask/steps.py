@@ -18,7 +18,7 @@ import optax
 from jax import lax
 
 from jaxmask.state import Method, PlayerState, TrainState
-from jaxmask.topk import topk_indicator, topk_split
+from jaxmask.topk import capped_split, topk_split
 
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
@@ -50,8 +50,27 @@ def _masks(method: Method, masker_params, masker_stats, images, train: bool):
         new_stats = updates["batch_stats"]
     else:
         m, new_stats = method.masker.apply(variables, images, train=False), masker_stats
-    keep, rest = topk_split(m, method.k, method.values, method.gradient)
+    keep, rest = reveal_split(method, m)
     return m, keep, rest, new_stats
+
+
+def reveal_split(method: Method, m):
+    """(keep, rest) of the soft mask m: exact-k (``topk_split``) or, with reveal='cap', at most k."""
+    if method.reveal == "cap":
+        return capped_split(m, method.k, method.cap_threshold)
+    return topk_split(m, method.k, method.values, method.gradient)
+
+
+def classifier_input(method: Method, part, images):
+    """What a classifier sees of one part (``keep`` or ``rest``, (B, H, W, 1)) of the images.
+
+    With ``mask_channel`` the part's own 0/1 indicator rides along as a last
+    channel: a hidden pixel is 0 like black hair, and the channel is what lets
+    a classifier tell "hidden" from "black" (and the masker's gradient reach
+    dark pixels, whose image channels contribute ≈ 0 to ∂L/∂m).
+    """
+    x = part * images
+    return jnp.concatenate([x, part.astype(x.dtype)], axis=-1) if method.mask_channel else x
 
 
 def _phi_train(method: Method, phi_params, phi_stats, images):
@@ -66,8 +85,10 @@ def predictor_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tra
 
     def loss_fn(masker_params, phi_params):
         m, keep, _, masker_stats = _masks(method, masker_params, state.masker.batch_stats, images, True)
-        logits, phi_stats = _phi_train(method, phi_params, state.phi.batch_stats, keep * images)
+        logits, phi_stats = _phi_train(method, phi_params, state.phi.batch_stats,
+                                       classifier_input(method, keep, images))
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        loss = loss + method.sparsity_weight * m.mean()
         aux = (masker_stats, phi_stats, _accuracy(logits, labels), m.mean())
         return loss, aux
 
@@ -92,7 +113,8 @@ def obfuscator_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tr
 
     def loss_fn(masker_params):
         _, _, rest, masker_stats = _masks(method, masker_params, state.masker.batch_stats, images, True)
-        logits, _ = _phi_train(method, state.phi.params, state.phi.batch_stats, rest * images)
+        logits, _ = _phi_train(method, state.phi.params, state.phi.batch_stats,
+                               classifier_input(method, rest, images))
         loss = -jnp.mean(jax.nn.log_softmax(logits, axis=-1))
         return loss, (masker_stats, _accuracy(logits, labels))
 
@@ -111,12 +133,7 @@ def train_round(method: Method, state: TrainState, batches: Batch) -> tuple[Trai
     predictor_steps + obfuscator_steps. Returns metrics averaged over the round.
     """
     num_steps = method.predictor_steps + method.obfuscator_steps
-    leading = {v.shape[0] for v in jax.tree.leaves(batches)}
-    if leading != {num_steps}:
-        raise ValueError(
-            f"train_round needs {num_steps} stacked batches (predictor_steps="
-            f"{method.predictor_steps} + obfuscator_steps={method.obfuscator_steps}); "
-            f"got leading axes {sorted(leading)}")
+    check_round_batches(method, batches)
     # Steps are unrolled at trace time rather than lax.scan-ned: on XLA:CPU a
     # convolution inside a while loop runs >10× slower (measured: one predictor
     # step 0.4 s standalone, 9 s as a length-1 scan). The round is still one call.
@@ -125,10 +142,29 @@ def train_round(method: Method, state: TrainState, batches: Batch) -> tuple[Trai
         step_fn = predictor_step if i < method.predictor_steps else obfuscator_step
         state, step_metrics = step_fn(method, state, jax.tree.map(lambda v: v[i], batches))
         per_step.append(step_metrics)
-    metrics = {}
-    for name in dict.fromkeys(k for m in per_step for k in m):
-        metrics[name] = jnp.mean(jnp.stack([m[name] for m in per_step if name in m]))
-    return state.replace(step=state.step + 1), metrics
+    return state.replace(step=state.step + 1), mean_metrics(per_step)
+
+
+def check_round_batches(method: Method, batches: Batch) -> None:
+    """A round takes one stacked batch per step: predictor_steps + obfuscator_steps of them."""
+    num_steps = method.predictor_steps + method.obfuscator_steps
+    leading = {v.shape[0] for v in jax.tree.leaves(batches)}
+    if leading != {num_steps}:
+        raise ValueError(
+            f"train_round needs {num_steps} stacked batches (predictor_steps="
+            f"{method.predictor_steps} + obfuscator_steps={method.obfuscator_steps}); "
+            f"got leading axes {sorted(leading)}")
+
+
+def mean_metrics(per_step: list[Metrics]) -> Metrics:
+    """Each metric averaged over the steps of a round that report it."""
+    return {name: jnp.mean(jnp.stack([m[name] for m in per_step if name in m]))
+            for name in dict.fromkeys(k for m in per_step for k in m)}
+
+
+def _apply_player_train(module, player: PlayerState, inputs):
+    """Logits of a player with batch statistics (how the masker's loss sees it); no update."""
+    return module.apply(player.variables, inputs, train=True, mutable=["batch_stats"])[0]
 
 
 def eval_step(method: Method, state: TrainState, batch: Batch) -> Metrics:
@@ -136,30 +172,42 @@ def eval_step(method: Method, state: TrainState, batch: Batch) -> Metrics:
 
     ``correct_revealed``: Φ (eval mode) right on keep ⊙ x, the released part;
     ``correct_hidden``: Φ (train-mode BatchNorm, as the obfuscator sees it) right
-    on rest ⊙ x; ``revealed``: number of revealed pixels; ``count``: images.
+    on rest ⊙ x; ``correct_complement`` / ``correct_pattern`` (games with
+    adversaries): their best member on the hidden part / on h; ``revealed``:
+    number of revealed pixels; ``count``: images.
     """
     images, labels = batch["image"], batch["label"]
     m, keep, rest, _ = _masks(method, state.masker.params, state.masker.batch_stats, images, False)
-    logits_revealed = method.phi.apply(state.phi.variables, keep * images, train=False)
-    logits_hidden, _ = _phi_train(method, state.phi.params, state.phi.batch_stats, rest * images)
+    logits_revealed = method.phi.apply(state.phi.variables, classifier_input(method, keep, images), train=False)
+    logits_hidden, _ = _phi_train(method, state.phi.params, state.phi.batch_stats,
+                                  classifier_input(method, rest, images))
     hits = lambda logits: jnp.sum((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
     sums = {
         "correct_revealed": hits(logits_revealed),
         "correct_hidden": hits(logits_hidden),
-        "revealed": jnp.sum(topk_indicator(m, method.k)),
+        # The in-training adversaries (games beyond the paper's): their best member per batch,
+        # next to which the evaluation's fresh probes show whether they are strong enough.
+        **({"correct_complement": jnp.max(jnp.stack([
+            hits(_apply_player_train(module, player, classifier_input(method, rest, images)))
+            for module, player in zip(method.complement, state.complement)]))} if method.complement else {}),
+        **({"correct_pattern": jnp.max(jnp.stack([
+            hits(_apply_player_train(module, player, (keep > 0).astype(jnp.float32)))
+            for module, player in zip(method.pattern, state.pattern)]))} if method.pattern else {}),
+        "revealed": jnp.sum((keep > 0).astype(jnp.float32)),
         "count": jnp.asarray(labels.shape[0], jnp.float32),
     }
     return _device_sum(sums, method.axis_name)
 
 
 def mask_images(masker, masker_variables: dict[str, Any], images: jax.Array, k: int,
-                values: str = "binary") -> tuple[jax.Array, jax.Array]:
+                values: str = "binary", reveal: str = "exact", cap_threshold: float = 0.5
+                ) -> tuple[jax.Array, jax.Array]:
     """The release path: (released images, reveal mask), both (B, H, W, ·).
 
     ``binary`` releases h ⊙ x (original pixel values on exactly k pixels per
-    image); ``soft`` releases m ⊙ h ⊙ x as the paper does. The returned mask
-    is h (binary) or m ⊙ h (soft), shaped (B, H, W, 1).
+    image; at most k with ``reveal="cap"``); ``soft`` releases m ⊙ h ⊙ x as the
+    paper does. The returned mask is h (binary) or m ⊙ h (soft), shaped (B, H, W, 1).
     """
     m = masker.apply(masker_variables, images, train=False)
-    keep, _ = topk_split(m, k, values)
+    keep, _ = capped_split(m, k, cap_threshold) if reveal == "cap" else topk_split(m, k, values)
     return keep * images, keep

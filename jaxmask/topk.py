@@ -128,3 +128,38 @@ def topk_split(m: jax.Array, k: int, values: str = "binary",
     """
     check_arguments(m.shape, m.dtype, k, values, gradient)
     return _split(m, k, values, gradient)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _capped_split(m, k, threshold):
+    h = capped_indicator(m, k, threshold)
+    return h, 1 - h
+
+
+def _capped_fwd(m, k, threshold):
+    return _capped_split(m, k, threshold), None
+
+
+def _capped_bwd(k, threshold, _, cotangents):
+    g_keep, g_rest = cotangents
+    return ((g_keep - g_rest),)
+
+
+_capped_split.defvjp(_capped_fwd, _capped_bwd)
+
+
+def capped_indicator(m: jax.Array, k: int, threshold: float) -> jax.Array:
+    """The top-k indicator restricted to entries above ``threshold``: at most k per image."""
+    return topk_indicator(m, k) * (m > threshold).astype(m.dtype)
+
+
+def capped_split(m: jax.Array, k: int, threshold: float = 0.5) -> tuple[jax.Array, jax.Array]:
+    """K as a cap, not a quota: reveals the top-k pixels whose score also exceeds ``threshold``.
+
+    Binary values and the binary straight-through rule of ``topk_split``
+    (∂L/∂m = ḡ_keep − ḡ_rest). At most k pixels per image are revealed, so a
+    masker can leave hidden what the task does not need; ``topk_split``'s
+    exact-k guarantee is unchanged and remains the default.
+    """
+    check_arguments(m.shape, m.dtype, k, "binary", "straight_through")
+    return _capped_split(m, k, float(threshold))

@@ -39,7 +39,8 @@ class MetricsWriter:
 
 
 def evaluate_split(steps: parallel.ParallelSteps, state, source, global_batch: int) -> dict[str, float]:
-    """Φ accuracy on the revealed and the hidden part, and the revealed fraction, over ``source``."""
+    """Φ accuracy on the revealed and the hidden part (and each adversary's, where the game has
+    them: ``accuracy_complement``, ``accuracy_pattern``), and the revealed fraction, over ``source``."""
     totals = None
     for batch in pipeline.eval_batches(source, global_batch=global_batch):
         sums = steps.eval_step(state, batch)
@@ -49,12 +50,9 @@ def evaluate_split(steps: parallel.ParallelSteps, state, source, global_batch: i
     totals = jax.device_get(totals)
     count = float(totals["count"])
     pixels = count * source_pixels(source)
-    return {
-        "accuracy_revealed": float(totals["correct_revealed"]) / count,
-        "accuracy_hidden": float(totals["correct_hidden"]) / count,
-        "revealed_fraction": float(totals["revealed"]) / pixels,
-        "count": count,
-    }
+    accuracies = {f"accuracy_{key[len('correct_'):]}": float(value) / count
+                  for key, value in totals.items() if key.startswith("correct_")}
+    return {**accuracies, "revealed_fraction": float(totals["revealed"]) / pixels, "count": count}
 
 
 def source_pixels(source) -> int:
