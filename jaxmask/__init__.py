@@ -8,8 +8,10 @@ __version__ = "0.1.0"
 
 from jaxmask.models import Classifier, Masker
 from jaxmask.state import Method, PlayerState, TrainState, build_method, create_train_state
+from jaxmask.games import (adversary_step, build_round, privacy_step, random_mask_predictor_step,
+                           shuffled_mask_predictor_step)
 from jaxmask.steps import eval_step, mask_images, obfuscator_step, predictor_step, train_round
-from jaxmask.topk import num_revealed, topk_indicator, topk_split
+from jaxmask.topk import capped_split, num_revealed, topk_indicator, topk_split
 
 
 def load_masker(path):
@@ -19,7 +21,8 @@ def load_masker(path):
 
 
 __all__ = [
-    "Classifier", "Masker", "Method", "PlayerState", "TrainState", "build_method",
-    "create_train_state", "eval_step", "load_masker", "mask_images", "num_revealed",
-    "obfuscator_step", "predictor_step", "topk_indicator", "topk_split", "train_round",
+    "Classifier", "Masker", "Method", "PlayerState", "TrainState", "adversary_step", "build_method",
+    "build_round", "capped_split", "create_train_state", "eval_step", "load_masker", "mask_images",
+    "num_revealed", "obfuscator_step", "predictor_step", "privacy_step", "random_mask_predictor_step",
+    "shuffled_mask_predictor_step", "topk_indicator", "topk_split", "train_round",
 ]

@@ -46,23 +46,34 @@ def uniform_cross_entropy(logits):
     return -jnp.mean(jax.nn.log_softmax(logits, axis=-1), axis=-1)
 
 
-def random_masks(rng, shape, k: int):
-    """(B, H, W, 1) random 0/1 masks of exactly k pixels, in masker-like shapes.
+def random_masks(keys, shape, k: int):
+    """(B, H, W, 1) random 0/1 masks of exactly k pixels, in masker-like shapes; one key per image.
 
     Each image draws one scale: smooth blobs (noise on a 2×2 or 4×4 grid,
     bilinearly upsampled), blocks (an 8×8 grid, nearest) or single pixels, and
-    reveals its top-k cells; a faint pixel noise breaks ties.
+    reveals its top-k cells; a faint pixel noise breaks ties. Per-image keys
+    make an image's mask independent of the batch it is in and of how the
+    batch is split over devices.
     """
-    batch, height, width, _ = shape
-    keys = jax.random.split(rng, 6)
-    layers = [jax.image.resize(jax.random.uniform(keys[0], (batch, 2, 2, 1)), (batch, height, width, 1), "bilinear"),
-              jax.image.resize(jax.random.uniform(keys[1], (batch, 4, 4, 1)), (batch, height, width, 1), "bilinear"),
-              jax.image.resize(jax.random.uniform(keys[2], (batch, 8, 8, 1)), (batch, height, width, 1), "nearest"),
-              jax.random.uniform(keys[3], (batch, height, width, 1))]
-    choice = jax.random.randint(keys[4], (batch,), 0, len(layers))
-    score = jnp.stack(layers)[choice, jnp.arange(batch)]
-    score = score + 1e-3 * jax.random.uniform(keys[5], score.shape)
-    return topk_indicator(score, k)
+    _, height, width, _ = shape
+
+    def one(key):
+        keys = jax.random.split(key, 6)
+        up = lambda noise, how: jax.image.resize(noise, (height, width, 1), how)
+        layers = jnp.stack([up(jax.random.uniform(keys[0], (2, 2, 1)), "bilinear"),
+                            up(jax.random.uniform(keys[1], (4, 4, 1)), "bilinear"),
+                            up(jax.random.uniform(keys[2], (8, 8, 1)), "nearest"),
+                            jax.random.uniform(keys[3], (height, width, 1))])
+        score = layers[jax.random.randint(keys[4], (), 0, len(layers))]
+        return score + 1e-3 * jax.random.uniform(keys[5], score.shape)
+
+    return topk_indicator(jax.vmap(one)(keys), k)
+
+
+def example_keys(method: Method, key, batch: int):
+    """One key per example of this device's batch, folded from its index in the *global* batch."""
+    offset = 0 if method.axis_name is None else lax.axis_index(method.axis_name) * batch
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(offset + jnp.arange(batch))
 
 
 def _step_key(method: Method, state: TrainState, salt: int):
@@ -122,12 +133,16 @@ def _predictor_masks_step(method: Method, state: TrainState, batch: Batch, phi_m
 
 def random_mask_predictor_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """REAL-X utility: Φ learns from random exact-k masks only; the masker learns against it."""
-    k = method.k
-    return _predictor_masks_step(method, state, batch, lambda keep, rng: random_masks(rng, keep.shape, k))
+    def masks(keep, rng):
+        return random_masks(example_keys(method, rng, keep.shape[0]), keep.shape, method.k)
+    return _predictor_masks_step(method, state, batch, masks)
 
 
 def shuffled_mask_predictor_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    """Φ learns from the masker's masks shuffled across the batch (image i, mask π(i))."""
+    """Φ learns from the masker's masks shuffled across the batch (image i, mask π(i)).
+
+    Under pmap the shuffle stays within each device's share of the batch.
+    """
     return _predictor_masks_step(
         method, state, batch, lambda keep, rng: keep[jax.random.permutation(rng, keep.shape[0])])
 

@@ -98,10 +98,58 @@ def checks(results: dict[str, Any], ours: str = "Ours", baseline: str = "Non-adv
         chance = ref["identity_chance"]
         out.append(("re-ID at most twice chance (retrained attacker)",
                     f"{row[reid]:.3f} vs 2 × {chance:.3f} = {2 * chance:.3f}", row[reid] <= 2 * chance))
+    if row.get(reid) is not None and "Oracle" in methods:
+        oracle = methods["Oracle"][reid]
+        out.append(("re-ID at most the Oracle's + 0.05 (retrained attacker)",
+                    f"{row[reid]:.3f} vs {oracle:.3f} + 0.05", row[reid] <= oracle + 0.05))
     if row.get("task_region_share") is not None:
         out.append(("≥ 80% of revealed pixels inside the task region",
                     f"{100 * row['task_region_share']:.1f}%", row["task_region_share"] >= 0.8))
+    per_class = row.get("task_region_revealed_per_class")
+    if per_class:
+        out.append(("task-region recall ≥ 0.9 in every class", "/".join(f"{v:.2f}" for v in per_class),
+                    all(v >= 0.9 for v in per_class if not math.isnan(v))))
+    bound = ref["task_chance"] + 0.1
+    for key, title in (("task_accuracy_mask_only", "label from the mask alone"),
+                       ("task_accuracy_hidden_part", "label from the hidden part (ResNet probe)"),
+                       ("task_accuracy_hidden_part_plain", "label from the hidden part (plain CNN probe)")):
+        if row.get(key) is not None:
+            out.append((f"{title} ≤ chance + 0.10", f"{row[key]:.3f} vs {bound:.3f}", row[key] <= bound))
     return out
+
+
+def _fmt(value) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+
+def probe_table(results: dict[str, Any]) -> list[str]:
+    """The probes of jaxmask.probes per probed release: does anything but the reveal carry the label?"""
+    methods = results["methods"]
+    names = [n for n, row in methods.items()
+             if any(k in row for k in ("task_accuracy_mask_only", "task_accuracy_hidden_part", "swap_follows_image"))]
+    if not names:
+        return []
+    ref = results["reference"]
+    lines = ["## Probes (fresh networks, never the training Φ)", "",
+             f"Task chance {ref['task_chance']:.3f}. Recall: share of the task region revealed, overall and "
+             "per class. Mask alone / hidden part: task accuracy of fresh networks on h alone and on "
+             "concat((1 − h) ⊙ x, 1 − h) (ResNet, plain CNN). Swap: the retrained evaluator on image i under "
+             "image j's mask, share read as y_i / as y_j. In training: the game's own adversaries on "
+             "validation (complement on the hidden part / pattern on h), best member.", "",
+             "| Method | Recall | Recall per class | Mask alone | Hidden (ResNet) | Hidden (plain) | "
+             "Swap → image / mask | In-training adversary (complement / pattern) | Re-ID (retrained) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        row = methods[name]
+        per_class = "/".join(_fmt(v) for v in row.get("task_region_revealed_per_class", []))
+        lines.append(
+            f"| {name} | {_fmt(row.get('task_region_revealed'))} | {per_class or '–'} | "
+            f"{_fmt(row.get('task_accuracy_mask_only'))} | {_fmt(row.get('task_accuracy_hidden_part'))} | "
+            f"{_fmt(row.get('task_accuracy_hidden_part_plain'))} | "
+            f"{_fmt(row.get('swap_follows_image'))} / {_fmt(row.get('swap_follows_mask'))} | "
+            f"{_fmt(row.get('in_training_accuracy_complement'))} / {_fmt(row.get('in_training_accuracy_pattern'))} | "
+            f"{_fmt(row.get('reid_accuracy_retrained'))} |")
+    return lines + [""]
 
 
 def markdown(results: dict[str, Any], figures: dict[str, str | None]) -> str:
@@ -133,6 +181,7 @@ def markdown(results: dict[str, Any], figures: dict[str, str | None]) -> str:
                                ("adversarial", [m[2] for m in modes])])
         lines += ["", "| Model | bundle | trained rounds | k |", "|---|---|---|---|"]
         lines += [f"| {n} | `{m['path']}` | {m['step']} | {m['k']} |" for n, m in models.items()] + [""]
+    lines += probe_table(results)
     sweep = results.get("k_sweep") or {}
     if sweep:
         keys = [k for k in ("task_accuracy", "task_accuracy_retrained", "reid_accuracy",

@@ -19,9 +19,13 @@ IMAGE_SHAPE = (16, 16, 3)
 ROUNDS = 3
 
 
-def config_for(mode, num_devices):
+def config_for(mode, num_devices, game="paper"):
     from conftest import load_config
     config = load_config("synth_hair", "smoke")
+    # The realx game adds adversaries, the random-mask predictor (per-example
+    # keys folded from the global index) and the mask channel.
+    config.game = game
+    config.mask_channel = game != "paper"
     config.image_size = IMAGE_SHAPE[0]
     config.parallel, config.num_devices = mode, num_devices
     config.dtype = "float64"
@@ -36,13 +40,13 @@ def global_batches(round_index, steps_per_round=4, batch_size=16):
             "label": rng.integers(0, 4, size=(steps_per_round, batch_size)).astype(np.int32)}
 
 
-def run(mode, num_devices):
+def run(mode, num_devices, game="paper"):
     with jax.enable_x64(True):
-        return _run(mode, num_devices)
+        return _run(mode, num_devices, game)
 
 
-def _run(mode, num_devices):
-    steps = parallel.build(config_for(mode, num_devices), IMAGE_SHAPE)
+def _run(mode, num_devices, game):
+    steps = parallel.build(config_for(mode, num_devices, game), IMAGE_SHAPE)
     state = steps.init_state(jax.random.key(0))
     for r in range(ROUNDS):
         state, metrics = steps.train_round(state, global_batches(r))
@@ -55,11 +59,9 @@ def single():
     return run("jit", 1)
 
 
-@pytest.mark.parametrize("mode", ["jit", "pmap"])
-def test_eight_devices_match_one(single, mode):
-    assert jax.device_count() == 8
-    state, metrics, evaluation = run(mode, 8)
-    ref_state, ref_metrics, ref_evaluation = single
+def assert_runs_match(got, want):
+    state, metrics, evaluation = got
+    ref_state, ref_metrics, ref_evaluation = want
     assert int(state.step) == ROUNDS
     for ref, got in zip(jax.tree.leaves(ref_state), jax.tree.leaves(state)):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
@@ -67,6 +69,16 @@ def test_eight_devices_match_one(single, mode):
         np.testing.assert_allclose(metrics[key], ref_metrics[key], rtol=1e-5, atol=1e-6)
     for key in ref_evaluation:
         np.testing.assert_allclose(evaluation[key], ref_evaluation[key], rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["jit", "pmap"])
+def test_eight_devices_match_one(single, mode):
+    assert jax.device_count() == 8
+    assert_runs_match(run(mode, 8), single)
+
+
+def test_realx_game_under_pmap_matches_one_device():
+    assert_runs_match(run("pmap", 8, "realx"), run("jit", 1, "realx"))
 
 
 def test_batch_not_divisible_by_devices_is_refused():

@@ -1,0 +1,107 @@
+r"""The privacy study of docs/results.md: game modes × mask channel × K, several seeds, one evaluation.
+
+    python experiments/privacy_study.py --out runs/study_hair_035 --topk_fraction=0.35 \
+        --variants=paper,paper+channel,complement+channel,realx+channel --seeds=0,1,2
+
+Each variant is trained (resumable: a finished bundle is reused), exported,
+and all of them are evaluated together by ``jaxmask.evaluate`` (Original,
+Block, Blur, Random-K, the Oracle and every probe), so they share one
+evaluator, one attacker and the same test images. Writes OUT/report/
+(report.md, metrics.json, figures) and prints the probe table.
+
+Variants: a game name (paper | complement | realx | shuffled), optionally
+with ``+channel`` (mask channel on), ``+cap`` (reveal=cap with sparsity),
+``+nopattern`` (no mask-pattern adversary), ``+nonadv`` (obfuscator_steps=0),
+``+obfN`` (N privacy steps per round), ``+advN`` (N adversary updates per
+round), ``+rN`` (N rounds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from absl import app, flags
+
+flags.DEFINE_string("out", None, "study directory", required=True)
+flags.DEFINE_string("config", "configs/synth_hair.py", "experiment config file[:arg]")
+flags.DEFINE_list("variants", ["paper", "paper+channel", "complement+channel", "realx+channel"], "variants")
+flags.DEFINE_list("seeds", ["0"], "training seeds")
+flags.DEFINE_float("topk_fraction", None, "K (default: the config's)")
+flags.DEFINE_integer("num_rounds", None, "rounds (default: the config's)")
+flags.DEFINE_integer("eval_epochs", None, "epochs of every evaluation network (default: evaluate's)")
+flags.DEFINE_integer("max_train", 0, "training images of the evaluation networks (0 = all)")
+flags.DEFINE_bool("train_only", False, "train and export, no evaluation")
+FLAGS = flags.FLAGS
+
+
+def variant_config(base, variant: str, seed: int):
+    config = base.copy_and_resolve_references()
+    game, *options = variant.split("+")
+    config.game = game
+    config.seed = seed
+    for option in options:
+        if option == "channel":
+            config.mask_channel = True
+        elif option == "cap":
+            config.reveal, config.sparsity_weight = "cap", 0.05
+        elif option == "nopattern":
+            config.adversary.pattern_weight = 0.0
+        elif option == "nonadv":
+            config.obfuscator_steps = 0
+        elif option.startswith("obf"):          # obf3: three privacy steps per round
+            config.obfuscator_steps = int(option[3:])
+        elif option.startswith("adv"):          # adv2: two adversary updates per round
+            config.adversary.steps = int(option[3:])
+        elif option.startswith("r"):            # r200: 200 rounds
+            config.num_rounds = int(option[1:])
+        else:
+            raise SystemExit(f"unknown variant option {option!r} in {variant!r}")
+    return config
+
+
+def main(argv):
+    del argv
+    from jaxmask import checkpoint, config_files, evaluate, export, report, train
+    path, _, arg = FLAGS.config.partition(":")
+    base = config_files.load(path, arg or None)
+    if FLAGS.topk_fraction is not None:
+        base.topk_fraction = FLAGS.topk_fraction
+    if FLAGS.num_rounds is not None:
+        base.num_rounds = FLAGS.num_rounds
+    out = os.path.abspath(FLAGS.out)
+    os.makedirs(out, exist_ok=True)
+    bundles, timings = {}, {}
+    for variant in FLAGS.variants:
+        for seed in (int(s) for s in FLAGS.seeds):
+            name = f"{variant} s{seed}"
+            workdir = os.path.join(out, variant.replace("+", "_") + f"_s{seed}")
+            bundle = os.path.join(workdir, "masker")
+            if not os.path.exists(os.path.join(bundle, "manifest.json")):
+                config = variant_config(base, variant, seed)
+                start = time.time()
+                result = train.train_and_evaluate(config, workdir)
+                step = int(result["state"].step)
+                checkpoint.export_masker(result["state"], config, bundle, step=step,
+                                         metrics=checkpoint.last_validation_metrics(workdir, step))
+                timings[name] = (time.time() - start) / max(step, 1)
+                print(f"[study] {name}: {step} rounds, {timings[name]:.2f} s/round, "
+                      f"validation {result['validation']}", flush=True)
+            bundles[name] = export.load_masker(bundle)
+    with open(os.path.join(out, "timings.json"), "a") as f:
+        f.write(json.dumps(timings) + "\n")
+    if FLAGS.train_only:
+        return
+    eval_config = evaluate.get_config()
+    eval_config.k_sweep = ()
+    eval_config.max_train = FLAGS.max_train
+    if FLAGS.eval_epochs:
+        eval_config.network.epochs = FLAGS.eval_epochs
+    results = evaluate.evaluate(base, bundles, eval_config)
+    paths = report.write_report(os.path.join(out, "report"), results)
+    print(f"[study] report: {paths['report']}")
+
+
+if __name__ == "__main__":
+    app.run(main)
