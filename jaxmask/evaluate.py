@@ -325,6 +325,8 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
         "models": {name: {"path": bundle.path, "step": bundle.step, "values": bundle.values,
                           "gradient": bundle.config.get("mask_gradient"),
                           "obfuscator_steps": bundle.config.get("obfuscator_steps"),
+                          "game": bundle.config.get("game", "paper"),
+                          "mask_channel": bundle.config.get("mask_channel", False),
                           "k": bundle.k} for name, bundle in models.items()},
         "seconds": time.time() - start,
     }

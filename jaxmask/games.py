@@ -82,7 +82,7 @@ def _step_key(method: Method, state: TrainState, salt: int):
 
 def _masker_forward(method, masker_params, state, images):
     """m, keep, rest and the masker's new batch stats (train mode)."""
-    return steps._masks(method, masker_params, state.masker.batch_stats, images, True)
+    return steps.masker_split(method, masker_params, state.masker.batch_stats, images, True)
 
 
 def _apply_train(module, player: PlayerState, params, inputs):
@@ -108,7 +108,7 @@ def _predictor_masks_step(method: Method, state: TrainState, batch: Batch, phi_m
         logits, _ = _apply_train(method.phi, state.phi, state.phi.params,
                                  steps.classifier_input(method, keep, images))
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return loss + method.sparsity_weight * m.mean(), (masker_stats, keep, steps._accuracy(logits, labels), m.mean())
+        return loss + method.sparsity_weight * m.mean(), (masker_stats, keep, steps.accuracy(logits, labels), m.mean())
 
     (masker_loss_value, (masker_stats, keep, masker_accuracy, mask_mean)), masker_grads = (
         jax.value_and_grad(masker_loss, has_aux=True)(state.masker.params))
@@ -118,17 +118,17 @@ def _predictor_masks_step(method: Method, state: TrainState, batch: Batch, phi_m
         logits, phi_stats = _apply_train(method.phi, state.phi, phi_params,
                                          steps.classifier_input(method, masks, images))
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return loss, (phi_stats, steps._accuracy(logits, labels))
+        return loss, (phi_stats, steps.accuracy(logits, labels))
 
     (phi_loss_value, (phi_stats, phi_accuracy)), phi_grads = jax.value_and_grad(phi_loss, has_aux=True)(
         state.phi.params)
-    masker_grads, phi_grads = steps._device_mean((masker_grads, phi_grads), method.axis_name)
+    masker_grads, phi_grads = steps.device_mean((masker_grads, phi_grads), method.axis_name)
     new_state = state.replace(
-        masker=steps._update(state.masker, method.masker_tx, masker_grads, masker_stats),
-        phi=steps._update(state.phi, method.phi_tx, phi_grads, phi_stats))
+        masker=steps.update_player(state.masker, method.masker_tx, masker_grads, masker_stats),
+        phi=steps.update_player(state.phi, method.phi_tx, phi_grads, phi_stats))
     metrics = {"predictor_loss": masker_loss_value, "predictor_accuracy": masker_accuracy,
                "phi_loss": phi_loss_value, "phi_accuracy": phi_accuracy, "mask_mean": mask_mean}
-    return new_state, steps._device_mean(metrics, method.axis_name)
+    return new_state, steps.device_mean(metrics, method.axis_name)
 
 
 def random_mask_predictor_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
@@ -166,11 +166,11 @@ def adversary_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tra
             def loss_fn(params):
                 logits, stats = _apply_train(module, player, params, inputs)
                 loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-                return loss, (stats, steps._accuracy(logits, labels))
-            (_, (stats, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(player.params)
-            grads = steps._device_mean(grads, method.axis_name)
-            new_players.append(steps._update(player, method.adversary_tx, grads, stats))
-            accuracies.append(accuracy)
+                return loss, (stats, steps.accuracy(logits, labels))
+            (_, (stats, member_accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(player.params)
+            grads = steps.device_mean(grads, method.axis_name)
+            new_players.append(steps.update_player(player, method.adversary_tx, grads, stats))
+            accuracies.append(member_accuracy)
         if accuracies:
             metrics[f"{name}_train_accuracy"] = jnp.max(jnp.stack(accuracies))
         return tuple(new_players)
@@ -178,7 +178,7 @@ def adversary_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tra
     complement = train_members(method.complement, state.complement,
                                steps.classifier_input(method, rest, images), "complement")
     pattern = train_members(method.pattern, state.pattern, _mask_only(keep), "pattern")
-    return state.replace(complement=complement, pattern=pattern), steps._device_mean(metrics, method.axis_name)
+    return state.replace(complement=complement, pattern=pattern), steps.device_mean(metrics, method.axis_name)
 
 
 def privacy_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
@@ -193,8 +193,8 @@ def privacy_step(method: Method, state: TrainState, batch: Batch) -> tuple[Train
         per_member = [_apply_train(module, player, player.params, inputs)[0]
                       for module, player in zip(modules, players)]
         losses = jnp.stack([uniform_cross_entropy(logits) for logits in per_member])   # (members, B)
-        accuracy = jnp.max(jnp.stack([steps._accuracy(logits, labels) for logits in per_member]))
-        return jnp.max(losses, axis=0).mean(), accuracy
+        best_accuracy = jnp.max(jnp.stack([steps.accuracy(logits, labels) for logits in per_member]))
+        return jnp.max(losses, axis=0).mean(), best_accuracy
 
     def loss_fn(masker_params):
         _, keep, rest, masker_stats = _masker_forward(method, masker_params, state, images)
@@ -212,9 +212,9 @@ def privacy_step(method: Method, state: TrainState, batch: Batch) -> tuple[Train
         return loss, (masker_stats, aux)
 
     (loss, (masker_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.masker.params)
-    grads = steps._device_mean(grads, method.axis_name)
-    new_state = state.replace(masker=steps._update(state.masker, method.masker_tx, grads, masker_stats))
-    return new_state, steps._device_mean({"obfuscator_loss": loss, **aux}, method.axis_name)
+    grads = steps.device_mean(grads, method.axis_name)
+    new_state = state.replace(masker=steps.update_player(state.masker, method.masker_tx, grads, masker_stats))
+    return new_state, steps.device_mean({"obfuscator_loss": loss, **aux}, method.axis_name)
 
 
 def reinitialise_adversaries(method: Method, state: TrainState, image_shape) -> TrainState:

@@ -24,7 +24,7 @@ Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
 
-def _device_mean(tree, axis_name):
+def device_mean(tree, axis_name):
     return tree if axis_name is None else lax.pmean(tree, axis_name)
 
 
@@ -32,17 +32,17 @@ def _device_sum(tree, axis_name):
     return tree if axis_name is None else lax.psum(tree, axis_name)
 
 
-def _accuracy(logits, labels):
+def accuracy(logits, labels):
     return jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
 
 
-def _update(player: PlayerState, tx: optax.GradientTransformation, grads, batch_stats) -> PlayerState:
+def update_player(player: PlayerState, tx: optax.GradientTransformation, grads, batch_stats) -> PlayerState:
     updates, opt_state = tx.update(grads, player.opt_state, player.params)
     return PlayerState(params=optax.apply_updates(player.params, updates),
                        batch_stats=batch_stats, opt_state=opt_state)
 
 
-def _masks(method: Method, masker_params, masker_stats, images, train: bool):
+def masker_split(method: Method, masker_params, masker_stats, images, train: bool):
     """Soft mask m and its (keep, rest) split; new masker batch stats in train mode."""
     variables = {"params": masker_params, "batch_stats": masker_stats}
     if train:
@@ -84,23 +84,23 @@ def predictor_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tra
     images, labels = batch["image"], batch["label"]
 
     def loss_fn(masker_params, phi_params):
-        m, keep, _, masker_stats = _masks(method, masker_params, state.masker.batch_stats, images, True)
+        m, keep, _, masker_stats = masker_split(method, masker_params, state.masker.batch_stats, images, True)
         logits, phi_stats = _phi_train(method, phi_params, state.phi.batch_stats,
                                        classifier_input(method, keep, images))
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         loss = loss + method.sparsity_weight * m.mean()
-        aux = (masker_stats, phi_stats, _accuracy(logits, labels), m.mean())
+        aux = (masker_stats, phi_stats, accuracy(logits, labels), m.mean())
         return loss, aux
 
-    (loss, (masker_stats, phi_stats, accuracy, mask_mean)), (masker_grads, phi_grads) = (
+    (loss, (masker_stats, phi_stats, phi_accuracy, mask_mean)), (masker_grads, phi_grads) = (
         jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
             state.masker.params, state.phi.params))
-    masker_grads, phi_grads = _device_mean((masker_grads, phi_grads), method.axis_name)
+    masker_grads, phi_grads = device_mean((masker_grads, phi_grads), method.axis_name)
     new_state = state.replace(
-        masker=_update(state.masker, method.masker_tx, masker_grads, masker_stats),
-        phi=_update(state.phi, method.phi_tx, phi_grads, phi_stats))
-    metrics = {"predictor_loss": loss, "predictor_accuracy": accuracy, "mask_mean": mask_mean}
-    return new_state, _device_mean(metrics, method.axis_name)
+        masker=update_player(state.masker, method.masker_tx, masker_grads, masker_stats),
+        phi=update_player(state.phi, method.phi_tx, phi_grads, phi_stats))
+    metrics = {"predictor_loss": loss, "predictor_accuracy": phi_accuracy, "mask_mean": mask_mean}
+    return new_state, device_mean(metrics, method.axis_name)
 
 
 def obfuscator_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
@@ -112,18 +112,18 @@ def obfuscator_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tr
     images, labels = batch["image"], batch["label"]
 
     def loss_fn(masker_params):
-        _, _, rest, masker_stats = _masks(method, masker_params, state.masker.batch_stats, images, True)
+        _, _, rest, masker_stats = masker_split(method, masker_params, state.masker.batch_stats, images, True)
         logits, _ = _phi_train(method, state.phi.params, state.phi.batch_stats,
                                classifier_input(method, rest, images))
         loss = -jnp.mean(jax.nn.log_softmax(logits, axis=-1))
-        return loss, (masker_stats, _accuracy(logits, labels))
+        return loss, (masker_stats, accuracy(logits, labels))
 
-    (loss, (masker_stats, accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (loss, (masker_stats, phi_accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.masker.params)
-    grads = _device_mean(grads, method.axis_name)
-    new_state = state.replace(masker=_update(state.masker, method.masker_tx, grads, masker_stats))
-    metrics = {"obfuscator_loss": loss, "obfuscator_accuracy": accuracy}
-    return new_state, _device_mean(metrics, method.axis_name)
+    grads = device_mean(grads, method.axis_name)
+    new_state = state.replace(masker=update_player(state.masker, method.masker_tx, grads, masker_stats))
+    metrics = {"obfuscator_loss": loss, "obfuscator_accuracy": phi_accuracy}
+    return new_state, device_mean(metrics, method.axis_name)
 
 
 def train_round(method: Method, state: TrainState, batches: Batch) -> tuple[TrainState, Metrics]:
@@ -177,7 +177,7 @@ def eval_step(method: Method, state: TrainState, batch: Batch) -> Metrics:
     number of revealed pixels; ``count``: images.
     """
     images, labels = batch["image"], batch["label"]
-    m, keep, rest, _ = _masks(method, state.masker.params, state.masker.batch_stats, images, False)
+    m, keep, rest, _ = masker_split(method, state.masker.params, state.masker.batch_stats, images, False)
     logits_revealed = method.phi.apply(state.phi.variables, classifier_input(method, keep, images), train=False)
     logits_hidden, _ = _phi_train(method, state.phi.params, state.phi.batch_stats,
                                   classifier_input(method, rest, images))

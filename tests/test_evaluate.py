@@ -136,7 +136,7 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
     assert any("evaluator + attacker (originals): epoch 1/1" in line for line in lines)
     assert any("retrained on Ours: epoch 1/1" in line for line in lines)
     methods = results["methods"]
-    assert list(methods) == ["Original", "Block", "Gaussian Blur", "Random-K", "Ours"]
+    assert list(methods) == ["Original", "Block", "Gaussian Blur", "Random-K", "Oracle", "Ours"]
     n_test = smoke_config.data.num_test
     for name, row in methods.items():
         assert row["n_test"] == n_test
@@ -146,10 +146,15 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
     assert methods["Original"]["face_similarity"] == pytest.approx(1.0)
     assert "task_accuracy_mask_only" in methods["Ours"] and "reid_accuracy_mask_only" in methods["Random-K"]
     assert "task_accuracy_mask_only" not in methods["Block"]
-    assert any("hidden-part network on Ours: epoch 1/1" in line for line in lines)
-    for name in ("Random-K", "Ours"):
-        for key in ("task_accuracy_hidden_part", "reid_accuracy_hidden_part"):
+    assert any("hidden-part (plain CNN) probe on Ours: epoch 1/1" in line for line in lines)
+    for name in ("Random-K", "Oracle", "Ours"):
+        for key in ("task_accuracy_hidden_part", "reid_accuracy_hidden_part", "task_accuracy_hidden_part_plain",
+                    "task_accuracy_mask_only", "swap_follows_image", "swap_follows_mask"):
             assert 0 <= methods[name][key] <= 1, (name, key)
+        assert len(methods[name]["task_region_revealed_per_class"]) == smoke_config.num_classes
+    # The Oracle reveals exactly k, all of each task region that fits in k.
+    assert methods["Oracle"]["revealed_fraction"] == method.k / 32 ** 2
+    assert methods["Oracle"]["task_region_revealed"] > methods["Random-K"]["task_region_revealed"] + 0.3
     assert "task_accuracy_hidden_part" not in methods["Original"]
     assert methods["Original"]["revealed_fraction"] == 1.0
     assert methods["Original"]["task_region_revealed"] == 1.0
@@ -169,7 +174,8 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
     assert "Face similarity" in text and "Task accuracy" in text and f"| {n_test} |" in text
     assert "Task region revealed" in text and "Task acc. from hidden part" in text
     assert "hidden_part" in results["protocol"]
-    assert "| binary | straight-through | yes |" in text             # the ablation table's mode columns
+    assert "| paper | no | binary | straight-through | yes |" in text   # the ablation table's mode columns
+    assert "## Probes" in text and "| Oracle |" in text
     saved = json.load(open(paths["metrics"]))
     assert saved["methods"]["Ours"]["n_test"] == n_test and "examples" not in saved
     assert os.path.getsize(paths["grid"]) > 1000

@@ -1,4 +1,5 @@
-"""`jaxmask run`'s masker list: Ours, the non-adversarial baseline, and with --ablation the soft modes."""
+"""`jaxmask run`'s masker list: Ours, the non-adversarial baseline, and with --ablation the paper's
+game and the soft modes."""
 
 from conftest import load_config
 
@@ -10,19 +11,25 @@ def test_variant_switches_only_the_adversary_and_the_mask_mode():
     off = run.variant(config, adversarial=False)
     assert off.obfuscator_steps == 0 and config.obfuscator_steps == 1      # the original is untouched
     assert (off.mask_values, off.mask_gradient) == (config.mask_values, config.mask_gradient)
-    soft = run.variant(config, adversarial=True, values="soft", gradient="exact")
+    soft = run.variant(config, adversarial=True, mask_values="soft", mask_gradient="exact")
     assert (soft.mask_values, soft.mask_gradient, soft.obfuscator_steps) == ("soft", "exact", 1)
     everything_else = lambda c: {k: v for k, v in c.to_dict().items()
                                  if k not in ("mask_values", "mask_gradient", "obfuscator_steps")}
     assert everything_else(soft) == everything_else(off) == everything_else(config)
 
 
-def test_ablation_covers_soft_values_with_both_gradient_rules_with_and_without_adversary():
-    grid = {(values, gradient, adversarial) for _, _, values, gradient, adversarial in run.ABLATION}
-    assert grid == {("soft", g, a) for g in ("straight_through", "exact") for a in (True, False)}
+def test_ablation_covers_the_paper_game_and_soft_values_with_and_without_adversary():
+    soft = {(o["mask_values"], o["mask_gradient"], adversarial) for _, _, adversarial, o in run.ABLATION
+            if "mask_values" in o}
+    assert soft == {("soft", g, a) for g in ("straight_through", "exact") for a in (True, False)}
+    paper = {(o["game"], o["mask_channel"], adversarial) for _, _, adversarial, o in run.ABLATION if "game" in o}
+    assert paper == {("paper", False, True), ("paper", False, False)}
+    config = load_config("synth_hair", "smoke")
+    for _, _, adversarial, overrides in run.ABLATION:        # every override is a real config key
+        run.variant(config, adversarial, **overrides)
     names = [name for name, *_ in run.ABLATION] + [run.OURS, run.NON_ADVERSARIAL]
     workdirs = [subdir for _, subdir, *_ in run.ABLATION] + ["ours", "non_adversarial"]
-    assert len(set(names)) == len(set(workdirs)) == 6
+    assert len(set(names)) == len(set(workdirs)) == 8
 
 
 def test_command_help_lists_the_commands_own_flags():

@@ -13,10 +13,11 @@ Steps, each resumable (a finished training is not repeated on a rerun):
 4. ``jaxmask evaluate`` of both against Original, Block, Gaussian Blur and
    Random-K, written to WORKDIR/report (report.md, metrics.json, figures).
 
-``--ablation`` also trains the paper's soft-value formulation with both
-gradient rules, each adversarial and not (four more maskers, same config
-otherwise), so the report's "Maskers" table is the full value mode ×
-gradient rule × adversary ablation of DESIGN.md §1 (about 3× the run time).
+``--ablation`` also trains the paper's game (Φ judges both parts, no mask
+channel; adversarial and not) and the paper's soft-value formulation with both
+gradient rules, each adversarial and not (six more maskers, same config
+otherwise), so the report's "Maskers" table is the game × value mode ×
+gradient rule × adversary ablation of DESIGN.md §1 (several times the run time).
 
 It prints where the report is, and its main table.
 """
@@ -34,12 +35,16 @@ from jaxmask.commands._config import define_config_flag
 
 FLAGS = flags.FLAGS
 OURS, NON_ADVERSARIAL = "Ours", "Non-adversarial"
-# --ablation: (report name, workdir, mask_values, mask_gradient, adversarial)
-ABLATION = (("Soft, straight-through", "soft_st", "soft", "straight_through", True),
-            ("Soft, straight-through, non-adversarial", "soft_st_non_adversarial", "soft",
-             "straight_through", False),
-            ("Soft, exact", "soft_exact", "soft", "exact", True),
-            ("Soft, exact, non-adversarial", "soft_exact_non_adversarial", "soft", "exact", False))
+PAPER_GAME = {"game": "paper", "mask_channel": False}
+# --ablation: (report name, workdir, adversarial, config overrides)
+ABLATION = (("Paper game", "paper", True, PAPER_GAME),
+            ("Paper game, non-adversarial", "paper_non_adversarial", False, PAPER_GAME),
+            ("Soft, straight-through", "soft_st", True, {"mask_values": "soft", "mask_gradient": "straight_through"}),
+            ("Soft, straight-through, non-adversarial", "soft_st_non_adversarial", False,
+             {"mask_values": "soft", "mask_gradient": "straight_through"}),
+            ("Soft, exact", "soft_exact", True, {"mask_values": "soft", "mask_gradient": "exact"}),
+            ("Soft, exact, non-adversarial", "soft_exact_non_adversarial", False,
+             {"mask_values": "soft", "mask_gradient": "exact"}))
 
 
 def define_flags() -> None:
@@ -48,8 +53,8 @@ def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "run directory (default: runs/<config file name>)")
     flags.DEFINE_list("k_sweep", None, "K values of the privacy–utility sweep (default: --eval.k_sweep)")
     flags.DEFINE_alias("k-sweep", "k_sweep")
-    flags.DEFINE_bool("ablation", False, "also train and evaluate the soft-value maskers (both gradient "
-                      "rules, adversarial and not): the value-mode ablation; ~3x the run time")
+    flags.DEFINE_bool("ablation", False, "also train and evaluate the paper's game and the soft-value maskers "
+                      "(both gradient rules), adversarial and not: the game and value-mode ablation")
     config_flags.DEFINE_config_dict("eval", evaluate.get_config(), "evaluation settings", lock_config=True)
 
 
@@ -73,13 +78,14 @@ def train_and_export(config, workdir: str) -> str:
                                     step=step, metrics=metrics)
 
 
-def variant(config, adversarial: bool, values: str | None = None, gradient: str | None = None):
-    """``config`` with the adversary on (its own obfuscator_steps) or off, and other mask modes."""
+def variant(config, adversarial: bool, **overrides):
+    """``config`` with the adversary on (its own obfuscator_steps) or off, and ``overrides`` set
+    (e.g. ``game="paper"``, ``mask_values="soft"``)."""
     out = config.copy_and_resolve_references()
     if not adversarial:
         out.obfuscator_steps = 0
-    if values is not None:
-        out.mask_values, out.mask_gradient = values, gradient
+    for key, value in overrides.items():
+        setattr(out, key, value)
     return out
 
 
@@ -95,13 +101,14 @@ def main(argv) -> None:
         eval_config.k_sweep = tuple(float(k) for k in FLAGS.k_sweep)
     runs = [(OURS, config, "ours"), (NON_ADVERSARIAL, variant(config, adversarial=False), "non_adversarial")]
     if FLAGS.ablation:
-        runs += [(name, variant(config, adversarial, values, gradient), subdir)
-                 for name, subdir, values, gradient, adversarial in ABLATION]
+        runs += [(name, variant(config, adversarial, **overrides), subdir)
+                 for name, subdir, adversarial, overrides in ABLATION]
     bundles = {}
     try:
         for name, run_config, subdir in runs:
             print(f"[run {time.time() - start:5.0f} s] training {name} "
-                  f"({run_config.num_rounds} rounds, obfuscator_steps={run_config.obfuscator_steps}) "
+                  f"(game={run_config.game}, mask_channel={run_config.mask_channel}, {run_config.num_rounds} "
+                  f"rounds, obfuscator_steps={run_config.obfuscator_steps}) "
                   f"in {os.path.join(workdir, subdir)}", flush=True)
             bundles[name] = train_and_export(run_config, os.path.join(workdir, subdir))
             print(f"[run {time.time() - start:5.0f} s] exported {name}: {bundles[name]}", flush=True)
