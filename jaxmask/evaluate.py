@@ -141,7 +141,10 @@ def mask_quality(revealed: np.ndarray, task_mask: np.ndarray | None = None,
     """
     h = np.asarray(revealed).reshape(revealed.shape[:3]) > 0
     total = max(int(h.sum()), 1)
+    per_image = h.reshape(len(h), -1).mean(axis=1)
     out = {"revealed_fraction": float(h.mean())}
+    if per_image.min() != per_image.max():     # reveal=cap: K is a cap, so the fraction varies per image
+        out["revealed_fraction_min"], out["revealed_fraction_max"] = float(per_image.min()), float(per_image.max())
     if task_mask is not None:
         task_mask = np.asarray(task_mask, bool)
         out["task_region_share"] = float((h & task_mask).sum()) / total

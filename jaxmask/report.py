@@ -44,6 +44,8 @@ def _cell(row: dict, key: str, kind: str) -> str:
         return "–"
     if kind == "acc":
         return f"{value:.3f} ±{math.sqrt(max(value * (1 - value), 0) / max(row['n_test'], 1)):.3f}"
+    if key == "revealed_fraction" and "revealed_fraction_min" in row:   # reveal=cap: per-image range
+        return f"{value:.3f} ({row['revealed_fraction_min']:.3f}–{row['revealed_fraction_max']:.3f})"
     if key == "dlib_similarity" and "n_dlib" in row:
         return f"{value:.3f} (n={row['n_dlib']})"
     if kind == "sim" and f"{key}_se" in row:

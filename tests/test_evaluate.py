@@ -65,6 +65,9 @@ def test_mask_quality_counts_revealed_pixels_per_region():
     assert quality == {"revealed_fraction": 0.25, "task_region_share": 0.75, "task_region_revealed": 1.0,
                        "identity_region_share": 0.25}
     assert evaluate.mask_quality(revealed) == {"revealed_fraction": 0.25}
+    revealed[1, 1, 0] = 1                          # a capped reveal: 4 and 5 pixels
+    assert evaluate.mask_quality(revealed) == {"revealed_fraction": 9 / 32, "revealed_fraction_min": 0.25,
+                                               "revealed_fraction_max": 5 / 16}
 
 
 def test_task_region_revealed_is_the_mean_per_image_recall():
