@@ -73,6 +73,9 @@ def get_config() -> ml_collections.ConfigDict:
     # network rather than against Φ (slow: one training per masker and Random-K).
     config.hidden_part = True        # two architectures: jaxmask.probes.PROBES
     config.oracle = True             # the Oracle row (datasets with ground-truth task regions)
+    # Probes and mask swap on Random-K too (its reveal ignores the image, so its mask
+    # carries nothing by construction, and its hidden part shows 1 − K of every image).
+    config.probe_random_k = False
     config.mask_swap = True          # the retrained evaluator on x_i with image j's mask
     config.max_train = 0             # training images for evaluator/attacker (0 = all)
     config.max_test = 0              # test images (0 = all)
@@ -264,7 +267,7 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
         names = list(releases)
         at = names.index("Random-K") + 1 if "Random-K" in names else len(names)
         releases = {**dict(list(releases.items())[:at]), "Oracle": oracle, **dict(list(releases.items())[at:])}
-    probed = {*models, "Random-K", "Oracle"}
+    probed = {*models, "Oracle", *(("Random-K",) if eval_config.probe_random_k else ())}
     probe_list = _probe_list(eval_config)
     methods: dict[str, dict[str, float]] = {}
     released_test: dict[str, np.ndarray] = {}

@@ -147,10 +147,11 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
                     "reid_accuracy_retrained", "face_similarity"):
             assert 0 <= row[key] <= 1 + 1e-6, (name, key)
     assert methods["Original"]["face_similarity"] == pytest.approx(1.0)
-    assert "task_accuracy_mask_only" in methods["Ours"] and "reid_accuracy_mask_only" in methods["Random-K"]
+    assert "task_accuracy_mask_only" in methods["Ours"] and "reid_accuracy_mask_only" in methods["Oracle"]
+    assert "task_accuracy_mask_only" not in methods["Random-K"]          # eval.probe_random_k is off
     assert "task_accuracy_mask_only" not in methods["Block"]
     assert any("hidden-part (plain CNN) probe on Ours: epoch 1/1" in line for line in lines)
-    for name in ("Random-K", "Oracle", "Ours"):
+    for name in ("Oracle", "Ours"):
         for key in ("task_accuracy_hidden_part", "reid_accuracy_hidden_part", "task_accuracy_hidden_part_plain",
                     "task_accuracy_mask_only", "swap_follows_image", "swap_follows_mask"):
             assert 0 <= methods[name][key] <= 1, (name, key)
