@@ -305,6 +305,7 @@ class MaskerBundle:
         self.classifier = None if classifier_variables is None else _classifier_module(classifier_model)
         self.classifier_variables = classifier_variables
         self._release = jax.jit(functools.partial(_release, self.masker), static_argnums=(2, 3))
+        self._scores = jax.jit(functools.partial(self.masker.apply, train=False))
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -337,6 +338,14 @@ class MaskerBundle:
         return self._release(self.variables, images, self.num_revealed(topk_fraction), values)
 
     __call__ = mask
+
+    def scores(self, images):
+        """The masker's soft scores m, float32 (B, H, W, 1) in [0, 1], for a batch at model resolution."""
+        images = jnp.asarray(images, jnp.float32)
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"this masker takes (B, {self.image_size}, {self.image_size}, {self.channels}) "
+                             f"images in [0, 1]; got shape {tuple(images.shape)}")
+        return self._scores(self.variables, images).astype(jnp.float32)
 
     def __repr__(self) -> str:
         return (f"MaskerBundle({self.path!r}, step={self.step}, image={self.image_shape}, k={self.k}, "
