@@ -207,25 +207,27 @@ def released_pixels(pixels: np.ndarray, mode: str, keep: np.ndarray, fill: str,
     """The output array: original pixels where ``keep`` (times ``soft`` in soft mode), 0 elsewhere.
 
     ``alpha``: uint8 (H, W, C+1), alpha 0 where hidden; ``black``: the input's shape and dtype.
+    Built in place in the output array: no temporary of the image's size.
     """
     colour, alpha = split_alpha(pixels, mode)
     if fill == "alpha":
         colour = _to_uint8(colour)
-        if alpha is not None:
-            alpha = _to_uint8(alpha[..., None])[..., 0]
-    if soft is None:
-        released = colour * keep[..., None].astype(colour.dtype)          # exact: original values
+        alpha = np.uint8(255) if alpha is None else _to_uint8(alpha[..., None])[..., 0]
+        out = np.zeros(colour.shape[:2] + (colour.shape[2] + 1,), np.uint8)
+        colour_out = out[..., :-1]
+        np.copyto(out[..., -1], alpha, where=keep)
     else:
-        released = colour * (soft * keep)[..., None]
-        if colour.dtype.kind in "ui":
-            released = np.rint(released)
-        released = released.astype(colour.dtype)
-    if fill == "alpha":
-        opaque = np.full(keep.shape, 255, np.uint8) if alpha is None else alpha
-        return np.concatenate([released, (opaque * keep)[..., None]], axis=-1)
-    if alpha is not None:
-        released = np.concatenate([released, (alpha * keep).astype(alpha.dtype)[..., None]], axis=-1)
-    return released.reshape(pixels.shape)
+        out = np.zeros_like(pixels).reshape(colour.shape[:2] + (-1,))
+        colour_out = out[..., :colour.shape[2]]
+        if alpha is not None:
+            np.copyto(out[..., -1], alpha, where=keep)
+    np.copyto(colour_out, colour, where=keep[..., None])          # exact: original values
+    if soft is not None:
+        scaled = colour_out * soft[..., None]
+        if colour_out.dtype.kind in "ui":
+            scaled = np.rint(scaled)
+        colour_out[...] = scaled.astype(colour_out.dtype)
+    return out if fill == "alpha" else out.reshape(pixels.shape)
 
 
 def write_atomically(path: str, save: Callable[[str], None]) -> None:
