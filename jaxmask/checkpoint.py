@@ -9,6 +9,16 @@ rounds) with three items saved together (``ocp.args.Composite``):
   data/    the grain iterator state, one JSON file per process, so the batches
            continue exactly where they stopped.
   config/  the config as JSON, compared with the config of a resumed run.
+  checksums/  sha256 of every state leaf and of the config, computed from the
+           host copy before the save: part of the same atomic commit, so a
+           checkpoint is never without them; checked on every restore
+           (resume and export), so a flipped byte is refused, naming the leaf.
+
+Nothing non-finite is ever saved: a NaN/inf leaf stops the run with the leaf
+named (``FloatingPointError``). A workdir is locked (``.jaxmask-train.lock``,
+``fcntl.flock``, process 0) while a training uses it: a second training on it
+is refused at once. (flock is advisory and node-local on some network file
+systems: there, one workdir per run remains the user's rule.)
 
 Saves are asynchronous (the loop goes on while arrays are written) and atomic:
 orbax writes ``<step>.orbax-checkpoint-tmp-*`` and renames it to ``<step>``
@@ -23,6 +33,9 @@ that loading a masker never imports the training stack (orbax, grain).
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import logging as pylogging
 import os
@@ -38,7 +51,8 @@ from absl import logging
 from jaxmask.export import BundleError, MaskerBundle, export_masker, load_masker  # noqa: F401
 
 CHECKPOINT_DIR = "checkpoints"
-ITEMS = ("state", "data", "config")
+ITEMS = ("state", "data", "config", "checksums")
+LOCK_FILE = ".jaxmask-train.lock"
 
 # Fields that change the shapes or the structure of the saved state: a
 # checkpoint trained with another value cannot be restored into this model.
@@ -52,6 +66,68 @@ _MISSING = "<absent>"
 
 class IncompatibleCheckpointError(ValueError):
     """The workdir's checkpoint was trained with a model of other shapes."""
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint whose contents do not match the checksums saved with it (or cannot be read)."""
+
+
+class WorkdirLockedError(ValueError):
+    """Another training holds the workdir's lock."""
+
+
+def leaf_checksums(state) -> dict[str, str]:
+    """{leaf path: sha256 of dtype, shape and bytes} of a host state."""
+    sums = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        array = np.ascontiguousarray(leaf)
+        digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+        sums[jax.tree_util.keystr(path)] = digest.hexdigest()
+    return sums
+
+
+def _json_checksum(tree) -> str:
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_finite_state(state, step: int) -> None:
+    """FloatingPointError naming the first leaf of ``state`` with a NaN or inf."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        array = np.asarray(leaf)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise FloatingPointError(
+                f"round {step}: {jax.tree_util.keystr(path)} has non-finite values (NaN/inf): not saved. "
+                "Lower the learning rates, or use float32 if config.dtype is bfloat16.")
+
+
+_HELD_LOCKS: dict[str, int] = {}    # lock path → fd, this process's
+
+
+def lock_workdir(workdir: str) -> str:
+    """Takes the workdir's training lock (process 0; non-blocking); WorkdirLockedError if held elsewhere."""
+    path = os.path.join(workdir, LOCK_FILE)
+    if jax.process_index() != 0 or path in _HELD_LOCKS:
+        return path
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(fd)
+        if error.errno in (errno.EAGAIN, errno.EACCES):
+            raise WorkdirLockedError(f"another training is using {workdir} (it holds {path}): wait for it "
+                                     "to finish, or pass another --workdir") from None
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD_LOCKS[path] = fd
+    return path
+
+
+def unlock_workdir(workdir: str) -> None:
+    fd = _HELD_LOCKS.pop(os.path.join(workdir, LOCK_FILE), None)
+    if fd is not None:
+        os.close(fd)       # closing releases the flock
 
 
 def config_dict(config) -> dict[str, Any]:
@@ -150,6 +226,8 @@ class TrainCheckpoints:
         self.config, self.read_only = config, read_only
         self.workdir = os.path.abspath(workdir)
         self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
+        if not read_only:
+            lock_workdir(self.workdir)
         if read_only and not os.path.isdir(self.directory):
             raise FileNotFoundError(f"{self.workdir} has no checkpoints: expected {self.directory}/<step>/ "
                                     "(written by `jaxmask train --workdir`)")
@@ -190,11 +268,38 @@ class TrainCheckpoints:
                                     f"it has {self.all_steps()}")
         return step
 
+    def _where(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
+    def _damaged(self, step: int, what: str) -> DamagedCheckpointError:
+        older = [s for s in self.all_steps() if s < step]
+        fix = (f"delete {self._where(step)} to resume from round {older[-1]}" if older else
+               f"delete {self._where(step)} (no older checkpoint: training restarts from scratch)")
+        return DamagedCheckpointError(f"the checkpoint {self._where(step)} is damaged: {what}; {fix}, "
+                                      "or restore the workdir from a backup")
+
+    def _restore_items(self, step: int, **items):
+        try:
+            return self.manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as error:   # orbax/tensorstore raise many types for a damaged file
+            raise self._damaged(step, f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
+
+    def _checksums(self, step: int) -> dict[str, Any] | None:
+        """The checksums saved with ``step``, or None for a checkpoint of an older jaxmask."""
+        if not os.path.isdir(os.path.join(self._where(step), "checksums")):
+            logging.warning("%s has no checksums (written by an older jaxmask): its contents cannot be "
+                            "verified", self._where(step))
+            return None
+        return self._restore_items(step, checksums=ocp.args.JsonRestore())["checksums"]
+
     def restore_config(self, step: int | None = None) -> dict[str, Any]:
-        """The config saved with checkpoint ``step`` (default: the latest), as a dict."""
+        """The config saved with checkpoint ``step`` (default: the latest), as a dict; verified."""
         step = self._step_or_latest(step)
-        restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-        return restored["config"]
+        config = self._restore_items(step, config=ocp.args.JsonRestore())["config"]
+        sums = self._checksums(step)
+        if sums is not None and sums.get("config") != _json_checksum(config):
+            raise self._damaged(step, "its config does not match the checksum saved with it")
+        return config
 
     def restore(self, template, step: int | None = None, data=None):
         """The single-copy state of checkpoint ``step`` (default: the latest), as host arrays.
@@ -205,10 +310,21 @@ class TrainCheckpoints:
         """
         step = self._step_or_latest(step)
         template = jax.tree.map(np.asarray, template)
-        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))
+        state = self._restore_items(step, state=ocp.args.StandardRestore(template))["state"]
+        state = jax.tree.map(np.asarray, state)
+        sums = self._checksums(step)
+        if sums is not None:
+            saved = sums.get("state", {})
+            for name, digest in leaf_checksums(state).items():
+                if saved.get(name) != digest:
+                    raise self._damaged(step, f"{name} does not match the checksum saved with it")
+        try:
+            check_finite_state(state, step)
+        except FloatingPointError as error:
+            raise self._damaged(step, str(error).split(": not saved")[0]) from None
         if data is not None:
             self._restore_data(step, data)
-        return restored["state"]
+        return state
 
     def _restore_data(self, step: int, data) -> None:
         """Sets ``data`` to this process's saved position (grain's file layout, read directly).
@@ -247,10 +363,14 @@ class TrainCheckpoints:
             return False
         # Our own host copy: the loop donates the device buffers of the next round.
         state = jax.tree.map(np.array, state)
+        check_finite_state(state, step)
+        config = config_dict(self.config)
+        checksums = {"state": leaf_checksums(state), "config": _json_checksum(config)}
         self.manager.save(step, force=True, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=_grain_args().CheckpointSave(data),
-            config=ocp.args.JsonSave(config_dict(self.config))))
+            config=ocp.args.JsonSave(config),
+            checksums=ocp.args.JsonSave(checksums)))
         return True
 
     def reached_preemption(self, step: int) -> bool:
@@ -285,8 +405,12 @@ class TrainCheckpoints:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.manager.wait_until_finished()
+            self.manager.close()
+        finally:
+            if not self.read_only:
+                unlock_workdir(self.workdir)
 
 
 def state_template(config) -> Any:
