@@ -130,8 +130,10 @@ def prepare(dataset: str, *, data_dir: str, manual_dir: str = "", strict: bool =
     if not reused:
         mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
                 else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+        # An existing variant's info already names its format: tfds refuses to be told again.
+        file_format = None if builder.is_prepared() else "array_record"
         builder.download_and_prepare(
-            file_format="array_record",
+            file_format=file_format,
             download_config=tfds.download.DownloadConfig(
                 manual_dir=manual_dir or None, download_mode=mode, try_download_gcs=False))
         _write_skipped(os.path.join(os.fspath(builder.data_dir), SKIPPED_FILE), builder.report)
