@@ -237,7 +237,9 @@ def write_atomically(path: str, save: Callable[[str], None]) -> None:
     ``path`` is replaced, never written through.
     """
     directory, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    # A short prefix: the name itself may already be near the 255-byte limit of a file name.
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.fsencode(name)[:64].decode(errors='ignore')}.", suffix=".tmp",
+                               dir=directory)
     os.close(fd)
     try:
         save(tmp)

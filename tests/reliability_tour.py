@@ -29,7 +29,7 @@ from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "configs", "synth_hair.py:smoke")
-FAST = ["--config.image_size=16", "--config.predictor_steps=1", "--config.data.num_train=48",
+FAST = ["--config.predictor_steps=1", "--config.data.num_train=48",
         "--config.data.num_validation=32", "--config.num_rounds=4", "--config.eval_every=4",
         "--config.log_every=2", "--config.checkpoint_every=2"]
 CASES: list[tuple[str, str, str, object]] = []     # (category, kind, command, function)
@@ -136,12 +136,12 @@ def rgb(height, width, seed=0):
     return np.random.default_rng(seed).integers(1, 256, (height, width, 3), dtype=np.uint8)
 
 
-def make_bundle(path):
-    """A random 16-px masker bundle (the test suite's recipe; APIs main has too)."""
+def make_bundle(path, size=16):
+    """A random masker bundle (the test suite's recipe; APIs main has too)."""
     import jax
     from jaxmask import checkpoint, config_files, export
     config = config_files.load(SMOKE.split(":")[0], "smoke")
-    config.image_size = 16
+    config.image_size = size
     rng = np.random.default_rng(0)
 
     def fill(p, x):
@@ -159,7 +159,6 @@ def make_checkpoint(workdir, nan=False):
     import jax
     from jaxmask import checkpoint, config_files
     config = config_files.load(SMOKE.split(":")[0], "smoke")
-    config.image_size = 16
     rng = np.random.default_rng(0)
     state = jax.tree.map(lambda x: rng.normal(size=x.shape).astype(x.dtype) if x.dtype.kind == "f"
                          else np.asarray(x), checkpoint.state_template(config)).replace(step=np.int32(2))
@@ -818,8 +817,8 @@ def _(ctx):
 @case("train", "workdir of another model (masker_widths changed)", "train (resume with other widths)")
 def _(ctx):
     ctx.run(lambda: make_checkpoint(ctx.path("W")))
-    return one_line_error(ctx.cli("train", "--config", SMOKE, "--config.image_size=16",
-                                  "--config.masker_widths=(8,32)", "--workdir", ctx.path("W")))
+    return one_line_error(ctx.cli("train", "--config", SMOKE, "--config.masker_widths=(8,32)",
+                                  "--workdir", ctx.path("W")))
 
 
 @case("train", "unknown command-line flag", "train --bogus")
@@ -830,8 +829,8 @@ def _(ctx):
 @case("evaluate", "--out is an existing file", "evaluate --models A=B --out file")
 def _(ctx):
     open(ctx.path("file"), "w").write("x")
-    return one_line_error(ctx.cli("evaluate", "--config", SMOKE, "--config.image_size=16",
-                                  "--models", f"A={ctx.shared['bundle']}", "--out", ctx.path("file"),
+    return one_line_error(ctx.cli("evaluate", "--config", SMOKE,
+                                  "--models", f"A={ctx.shared['bundle32']}", "--out", ctx.path("file"),
                                   "--eval.network.epochs=1", timeout=40))
 
 
@@ -945,10 +944,11 @@ def _(ctx):
 
 def run_tour(out_json: str, selected: list[str]) -> None:
     scratch = tempfile.mkdtemp(prefix="jaxmask-tour-")
-    shared = {"bundle": os.path.join(scratch, "bundle")}
+    shared = {"bundle": os.path.join(scratch, "bundle"), "bundle32": os.path.join(scratch, "bundle32")}
     setup = Context(scratch, shared)
-    code, log, _ = setup.run(lambda: make_bundle(shared["bundle"]))
-    assert code == 0, log
+    for name, size in (("bundle", 16), ("bundle32", 32)):
+        code, log, _ = setup.run(lambda: make_bundle(shared[name], size))
+        assert code == 0, log
     results = []
     for number, (category, kind, command, fn) in enumerate(CASES, 1):
         if selected and not any(s in kind for s in selected):
