@@ -227,6 +227,7 @@ class TrainCheckpoints:
         self.workdir = os.path.abspath(workdir)
         self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
         if not read_only:
+            os.makedirs(self.workdir, exist_ok=True)
             lock_workdir(self.workdir)
         if read_only and not os.path.isdir(self.directory):
             raise FileNotFoundError(f"{self.workdir} has no checkpoints: expected {self.directory}/<step>/ "
