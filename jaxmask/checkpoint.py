@@ -15,10 +15,8 @@ rounds) with three items saved together (``ocp.args.Composite``):
            (resume and export), so a flipped byte is refused, naming the leaf.
 
 Nothing non-finite is ever saved: a NaN/inf leaf stops the run with the leaf
-named (``FloatingPointError``). A workdir is locked (``.jaxmask-train.lock``,
-``fcntl.flock``, process 0) while a training uses it: a second training on it
-is refused at once. (flock is advisory and node-local on some network file
-systems: there, one workdir per run remains the user's rule.)
+named (``FloatingPointError``). A workdir is locked while a training uses it
+(jaxmask/workdir.py): a second training on it is refused at once.
 
 Saves are asynchronous (the loop goes on while arrays are written) and atomic:
 orbax writes ``<step>.orbax-checkpoint-tmp-*`` and renames it to ``<step>``
@@ -33,14 +31,10 @@ that loading a masker never imports the training stack (orbax, grain).
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
 import logging as pylogging
 import os
-import signal
-import threading
 from typing import Any
 
 import jax
@@ -49,10 +43,11 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from jaxmask.export import BundleError, MaskerBundle, export_masker, load_masker  # noqa: F401
+from jaxmask.workdir import (  # noqa: F401  (re-exported: the loop uses checkpoint.StopOnSignal)
+    _HELD_LOCKS, LOCK_FILE, StopOnSignal, WorkdirLockedError, lock_workdir, unlock_workdir)
 
 CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("state", "data", "config", "checksums")
-LOCK_FILE = ".jaxmask-train.lock"
 
 # Fields that change the shapes or the structure of the saved state: a
 # checkpoint trained with another value cannot be restored into this model.
@@ -70,10 +65,6 @@ class IncompatibleCheckpointError(ValueError):
 
 class DamagedCheckpointError(ValueError):
     """A checkpoint whose contents do not match the checksums saved with it (or cannot be read)."""
-
-
-class WorkdirLockedError(ValueError):
-    """Another training holds the workdir's lock."""
 
 
 def leaf_checksums(state) -> dict[str, str]:
@@ -99,35 +90,6 @@ def check_finite_state(state, step: int) -> None:
             raise FloatingPointError(
                 f"round {step}: {jax.tree_util.keystr(path)} has non-finite values (NaN/inf): not saved. "
                 "Lower the learning rates, or use float32 if config.dtype is bfloat16.")
-
-
-_HELD_LOCKS: dict[str, int] = {}    # lock path → fd, this process's
-
-
-def lock_workdir(workdir: str) -> str:
-    """Takes the workdir's training lock (process 0; non-blocking); WorkdirLockedError if held elsewhere."""
-    path = os.path.join(workdir, LOCK_FILE)
-    if jax.process_index() != 0 or path in _HELD_LOCKS:
-        return path
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        os.close(fd)
-        if error.errno in (errno.EAGAIN, errno.EACCES):
-            raise WorkdirLockedError(f"another training is using {workdir} (it holds {path}): wait for it "
-                                     "to finish, or pass another --workdir") from None
-        raise
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    _HELD_LOCKS[path] = fd
-    return path
-
-
-def unlock_workdir(workdir: str) -> None:
-    fd = _HELD_LOCKS.pop(os.path.join(workdir, LOCK_FILE), None)
-    if fd is not None:
-        os.close(fd)       # closing releases the flock
 
 
 def config_dict(config) -> dict[str, Any]:
@@ -453,42 +415,3 @@ def last_validation_metrics(workdir: str, step: int | None = None) -> dict[str, 
             if record.get("split") == "validation" and (step is None or record.get("step", 0) <= step):
                 found = record
     return found
-
-
-class StopOnSignal:
-    """Context manager: SIGTERM or SIGINT asks the loop to stop after the current round.
-
-    ``reason`` is the signal's name once one arrived (else None). A second
-    SIGINT aborts at once (KeyboardInterrupt). Handlers are installed only in
-    the main thread of a single-process run (multi-process runs stop through
-    ``TrainCheckpoints.reached_preemption``, which needs every process to
-    agree) and the previous handlers come back on exit.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.reason: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.reason is not None
-
-    def _handle(self, signum, frame) -> None:
-        if self.reason is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.reason = signal.Signals(signum).name
-        logging.warning("%s: stopping after this round with a checkpoint (Ctrl-C again aborts without one)",
-                        self.reason)
-
-    def __enter__(self) -> "StopOnSignal":
-        if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
