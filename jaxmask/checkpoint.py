@@ -150,10 +150,19 @@ def rewind_metrics(path: str, step: int) -> int:
 
 
 class _OrbaxInfoFilter:
-    """Drops orbax's INFO records (dozens per save) from the absl log; warnings pass."""
+    """Drops orbax's INFO records (dozens per save) from the absl log; warnings and errors pass.
+
+    Errors pass as one line: orbax logs each failure of its writer threads
+    (a full disk: four of them) with a traceback, and the same error reaches
+    the loop and ends the run with one line of its own. ``-v 1`` keeps them.
+    """
 
     def filter(self, record) -> bool:
-        return record.levelno >= pylogging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+        if f"{os.sep}orbax{os.sep}" not in record.pathname:
+            return True
+        if record.exc_info and not logging.level_debug():
+            record.exc_info, record.exc_text = None, None
+        return record.levelno >= pylogging.WARNING
 
 
 def _quiet_orbax() -> None:

@@ -952,6 +952,19 @@ def _(ctx):
                                   "--data_dir", ctx.path("tfds")))
 
 
+@case("train", "disk full during training (200 KB tmpfs workdir)", "train --workdir /tmpfs/W")
+def _(ctx):
+    os.makedirs(ctx.path("full"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", ctx.path("full")], check=True)
+    try:
+        code, log, _ = ctx.cli("train", "--config", SMOKE, "--workdir", ctx.path("full/W"), *FAST)
+        steps = os.listdir(ctx.path("full/W/checkpoints")) if os.path.isdir(ctx.path("full/W/checkpoints")) else []
+    finally:
+        subprocess.run(["umount", ctx.path("full")])
+    what, ok = one_line_error((code, log, 0))
+    return what + f"; checkpoints left: {steps}", ok and not [s for s in steps if s.isdigit()]
+
+
 # ---- Driver -----------------------------------------------------------------------------
 
 def run_tour(out_json: str, selected: list[str]) -> None:
