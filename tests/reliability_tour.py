@@ -754,7 +754,8 @@ def _(ctx):
 def _(ctx):
     code, log, _ = ctx.run(lambda: make_checkpoint(ctx.path("W"), nan=True))
     if code != 0:
-        return f"the NaN checkpoint is never saved: {last_line(log)}", not traceback_in(log) or "non-finite" in log
+        final = [line for line in log.strip().splitlines() if line.strip()][-1][:200]
+        return f"the NaN checkpoint is never saved (API call raises): {final}", "non-finite" in log
     code, log, _ = ctx.cli("export", "--workdir", ctx.path("W"), "--out", ctx.path("B"))
     return f"saved; export exit {code}: {last_line(log)}", code != 0
 
