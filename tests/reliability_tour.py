@@ -1,6 +1,7 @@
 """The tour of bad and hostile inputs behind docs/reliability.md (not a pytest file: a script).
 
-    PYTHONPATH=/path/to/checkout python tests/reliability_tour.py OUT.json [case-substring ...]
+    PYTHONPATH=/path/to/checkout JAXMASK_TOUR_REPO=/path/to/checkout \
+        python tests/reliability_tour.py OUT.json [case-substring ...]
     python tests/reliability_tour.py --table BEFORE.json AFTER.json     # the markdown table
 
 Each case builds its own scratch folder, runs one jaxmask command (in a
@@ -27,7 +28,8 @@ import time
 import numpy as np
 from PIL import Image
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The checkout whose configs the commands read: the one on PYTHONPATH (for the "before" run, main's).
+REPO = os.environ.get("JAXMASK_TOUR_REPO", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = os.path.join(REPO, "configs", "synth_hair.py:smoke")
 FAST = ["--config.predictor_steps=1", "--config.data.num_train=48",
         "--config.data.num_validation=32", "--config.num_rounds=4", "--config.eval_every=4",
