@@ -996,9 +996,17 @@ def run_tour(out_json: str, selected: list[str]) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _short(text: str, limit: int = 170) -> str:
+    import re
+    text = re.sub(r"/tmp/jaxmask-tour-[^/ ]+/case\d+/", "", text).replace("/tmp/jaxmask-tour-", "")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def table(before_json: str, after_json: str) -> str:
     before = {r["kind"]: r for r in json.load(open(before_json))}
     after = json.load(open(after_json))
+    for r in [*before.values(), *after]:
+        r["what"] = _short(r["what"])
     lines = ["| # | area | kind of bad input | command | before (main) | after (issue12) |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in after:
