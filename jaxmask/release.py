@@ -20,7 +20,8 @@ per-image work, so that the rules of a release live in one place:
 * **Memory.** Peak memory per image is about 12 bytes per pixel of that image
   (its pixels, the 1-byte reveal, the output and Pillow's copy while
   encoding): at most ~1.1 GB at Pillow's decompression limit (89.5 Mpx);
-  ``--max_pixels`` lowers it. The model input is made by box-reducing in the
+  ``--max_pixels`` lowers it. Soft values (``--values soft``) scale the
+  revealed pixels in float32: up to ~30 bytes per pixel. The model input is made by box-reducing in the
   image's own dtype first, so no float copy of a large image is ever made.
 """
 
