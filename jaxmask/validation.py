@@ -10,6 +10,9 @@ naming convention are covered without being listed here):
   ``num_classes``               ≥ 2 (one class is no task: Φ is right without looking)
   ``topk_fraction``             in (0, 1]
 
+``None`` passes (an optional field left unset): a field whose "off" value
+is 0 should say so with ``None`` instead.
+
 Path checks: a folder argument that is an existing file (or the reverse) and
 an output that cannot be written are refused up front, so that nothing runs
 for minutes before failing.
@@ -44,6 +47,8 @@ def _is_int(value) -> bool:
 def _check_field(name: str, value) -> str | None:
     """Why ``value`` is not valid for field ``name`` (by its name's pattern), or None."""
     leaf = name.rsplit(".", 1)[-1]
+    if value is None:          # an optional field left unset
+        return None
     if leaf.endswith("_every") or leaf == "num_rounds" or leaf.endswith(("batch_size", "image_size")):
         if not _is_int(value) or value < 1:
             return "must be an integer ≥ 1"
