@@ -138,3 +138,21 @@ def test_prepare_refuses_a_single_class_and_another_source_under_the_same_name(t
     assert not rebuilt.reused
     assert prepare.prepare("image_folder", data_dir=data_dir, manual_dir=str(tmp_path / "second"),
                            image_size=8).reused                       # now recorded as built from second
+
+
+def test_config_checks_follow_field_name_patterns_not_a_list(smoke_config):
+    from jaxmask import validation
+    validation.check_training_config(smoke_config)          # the shipped config passes
+    for field, value, message in [("probe_every", 0, "must be an integer ≥ 1"),        # a field added later
+                                  ("critic_learning_rate", float("inf"), "finite number > 0"),
+                                  ("critic_steps", -1, "integer ≥ 0"),
+                                  ("critic_widths", (), "non-empty list")]:
+        config = smoke_config.copy_and_resolve_references()
+        config.unlock()
+        config[field] = value
+        with pytest.raises(validation.ConfigError, match=f"config.{field}=.*{message}"):
+            validation.check_training_config(config)
+    config = smoke_config.copy_and_resolve_references()
+    config.unlock()
+    config.data.eval_every = None                            # optional fields left unset pass
+    validation.check_training_config(config)
