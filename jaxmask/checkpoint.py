@@ -67,11 +67,18 @@ class DamagedCheckpointError(ValueError):
     """A checkpoint whose contents do not match the checksums saved with it (or cannot be read)."""
 
 
-def leaf_checksums(state) -> dict[str, str]:
-    """{leaf path: sha256 of dtype, shape and bytes} of a host state."""
+def leaf_checksums(state, like=None) -> dict[str, str]:
+    """{leaf path: sha256 of dtype, shape and bytes} of a host state.
+
+    ``like``: a state of the same structure whose dtypes the leaves are cast
+    to first. Orbax restores into the template's dtypes (an x64 run's float64
+    batch statistics come back float32 in a float32 template), so a save
+    hashes what a restore will hand back, not what it was given.
+    """
     sums = {}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-        array = np.ascontiguousarray(leaf)
+    dtypes = None if like is None else [np.asarray(x).dtype for x in jax.tree.leaves(like)]
+    for i, (path, leaf) in enumerate(jax.tree_util.tree_leaves_with_path(state)):
+        array = np.ascontiguousarray(leaf if dtypes is None else np.asarray(leaf, dtypes[i]))
         digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
         sums[jax.tree_util.keystr(path)] = digest.hexdigest()
@@ -195,6 +202,7 @@ class TrainCheckpoints:
     def __init__(self, workdir: str, config=None, *, read_only: bool = False):
         _quiet_orbax()
         self.config, self.read_only = config, read_only
+        self._template = None       # state_template(config), made at the first save
         self.workdir = os.path.abspath(workdir)
         self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
         if not read_only:
@@ -337,7 +345,9 @@ class TrainCheckpoints:
         state = jax.tree.map(np.array, state)
         check_finite_state(state, step)
         config = config_dict(self.config)
-        checksums = {"state": leaf_checksums(state), "config": _json_checksum(config)}
+        if self._template is None:
+            self._template = state_template(self.config)
+        checksums = {"state": leaf_checksums(state, like=self._template), "config": _json_checksum(config)}
         self.manager.save(step, force=True, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=_grain_args().CheckpointSave(data),
