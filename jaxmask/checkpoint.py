@@ -9,6 +9,14 @@ rounds) with three items saved together (``ocp.args.Composite``):
   data/    the grain iterator state, one JSON file per process, so the batches
            continue exactly where they stopped.
   config/  the config as JSON, compared with the config of a resumed run.
+  checksums/  sha256 of every state leaf and of the config, computed from the
+           host copy before the save: part of the same atomic commit, so a
+           checkpoint is never without them; checked on every restore
+           (resume and export), so a flipped byte is refused, naming the leaf.
+
+Nothing non-finite is ever saved: a NaN/inf leaf stops the run with the leaf
+named (``FloatingPointError``). A workdir is locked while a training uses it
+(jaxmask/workdir.py): a second training on it is refused at once.
 
 Saves are asynchronous (the loop goes on while arrays are written) and atomic:
 orbax writes ``<step>.orbax-checkpoint-tmp-*`` and renames it to ``<step>``
@@ -23,11 +31,10 @@ that loading a masker never imports the training stack (orbax, grain).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging as pylogging
 import os
-import signal
-import threading
 from typing import Any
 
 import jax
@@ -36,9 +43,11 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from jaxmask.export import BundleError, MaskerBundle, export_masker, load_masker  # noqa: F401
+from jaxmask.workdir import (  # noqa: F401  (re-exported: the loop uses checkpoint.StopOnSignal)
+    _HELD_LOCKS, LOCK_FILE, StopOnSignal, WorkdirLockedError, lock_workdir, unlock_workdir)
 
 CHECKPOINT_DIR = "checkpoints"
-ITEMS = ("state", "data", "config")
+ITEMS = ("state", "data", "config", "checksums")
 
 # Fields that change the shapes or the structure of the saved state: a
 # checkpoint trained with another value cannot be restored into this model.
@@ -52,6 +61,42 @@ _MISSING = "<absent>"
 
 class IncompatibleCheckpointError(ValueError):
     """The workdir's checkpoint was trained with a model of other shapes."""
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint whose contents do not match the checksums saved with it (or cannot be read)."""
+
+
+def leaf_checksums(state, like=None) -> dict[str, str]:
+    """{leaf path: sha256 of dtype, shape and bytes} of a host state.
+
+    ``like``: a state of the same structure whose dtypes the leaves are cast
+    to first. Orbax restores into the template's dtypes (an x64 run's float64
+    batch statistics come back float32 in a float32 template), so a save
+    hashes what a restore will hand back, not what it was given.
+    """
+    sums = {}
+    dtypes = None if like is None else [np.asarray(x).dtype for x in jax.tree.leaves(like)]
+    for i, (path, leaf) in enumerate(jax.tree_util.tree_leaves_with_path(state)):
+        array = np.ascontiguousarray(leaf if dtypes is None else np.asarray(leaf, dtypes[i]))
+        digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+        sums[jax.tree_util.keystr(path)] = digest.hexdigest()
+    return sums
+
+
+def _json_checksum(tree) -> str:
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_finite_state(state, step: int) -> None:
+    """FloatingPointError naming the first leaf of ``state`` with a NaN or inf."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        array = np.asarray(leaf)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise FloatingPointError(
+                f"round {step}: {jax.tree_util.keystr(path)} has non-finite values (NaN/inf): not saved. "
+                "Lower the learning rates, or use float32 if config.dtype is bfloat16.")
 
 
 def config_dict(config) -> dict[str, Any]:
@@ -112,10 +157,19 @@ def rewind_metrics(path: str, step: int) -> int:
 
 
 class _OrbaxInfoFilter:
-    """Drops orbax's INFO records (dozens per save) from the absl log; warnings pass."""
+    """Drops orbax's INFO records (dozens per save) from the absl log; warnings and errors pass.
+
+    Errors pass as one line: orbax logs each failure of its writer threads
+    (a full disk: four of them) with a traceback, and the same error reaches
+    the loop and ends the run with one line of its own. ``-v 1`` keeps them.
+    """
 
     def filter(self, record) -> bool:
-        return record.levelno >= pylogging.WARNING or f"{os.sep}orbax{os.sep}" not in record.pathname
+        if f"{os.sep}orbax{os.sep}" not in record.pathname:
+            return True
+        if record.exc_info and not logging.level_debug():
+            record.exc_info, record.exc_text = None, None
+        return record.levelno >= pylogging.WARNING
 
 
 def _quiet_orbax() -> None:
@@ -148,8 +202,12 @@ class TrainCheckpoints:
     def __init__(self, workdir: str, config=None, *, read_only: bool = False):
         _quiet_orbax()
         self.config, self.read_only = config, read_only
+        self._template = None       # state_template(config), made at the first save
         self.workdir = os.path.abspath(workdir)
         self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
+        if not read_only:
+            os.makedirs(self.workdir, exist_ok=True)
+            lock_workdir(self.workdir)
         if read_only and not os.path.isdir(self.directory):
             raise FileNotFoundError(f"{self.workdir} has no checkpoints: expected {self.directory}/<step>/ "
                                     "(written by `jaxmask train --workdir`)")
@@ -190,11 +248,38 @@ class TrainCheckpoints:
                                     f"it has {self.all_steps()}")
         return step
 
+    def _where(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
+    def _damaged(self, step: int, what: str) -> DamagedCheckpointError:
+        older = [s for s in self.all_steps() if s < step]
+        fix = (f"delete {self._where(step)} to resume from round {older[-1]}" if older else
+               f"delete {self._where(step)} (no older checkpoint: training restarts from scratch)")
+        return DamagedCheckpointError(f"the checkpoint {self._where(step)} is damaged: {what}; {fix}, "
+                                      "or restore the workdir from a backup")
+
+    def _restore_items(self, step: int, **items):
+        try:
+            return self.manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as error:   # orbax/tensorstore raise many types for a damaged file
+            raise self._damaged(step, f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
+
+    def _checksums(self, step: int) -> dict[str, Any] | None:
+        """The checksums saved with ``step``, or None for a checkpoint of an older jaxmask."""
+        if not os.path.isdir(os.path.join(self._where(step), "checksums")):
+            logging.warning("%s has no checksums (written by an older jaxmask): its contents cannot be "
+                            "verified", self._where(step))
+            return None
+        return self._restore_items(step, checksums=ocp.args.JsonRestore())["checksums"]
+
     def restore_config(self, step: int | None = None) -> dict[str, Any]:
-        """The config saved with checkpoint ``step`` (default: the latest), as a dict."""
+        """The config saved with checkpoint ``step`` (default: the latest), as a dict; verified."""
         step = self._step_or_latest(step)
-        restored = self.manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-        return restored["config"]
+        config = self._restore_items(step, config=ocp.args.JsonRestore())["config"]
+        sums = self._checksums(step)
+        if sums is not None and sums.get("config") != _json_checksum(config):
+            raise self._damaged(step, "its config does not match the checksum saved with it")
+        return config
 
     def restore(self, template, step: int | None = None, data=None):
         """The single-copy state of checkpoint ``step`` (default: the latest), as host arrays.
@@ -205,10 +290,21 @@ class TrainCheckpoints:
         """
         step = self._step_or_latest(step)
         template = jax.tree.map(np.asarray, template)
-        restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(template)))
+        state = self._restore_items(step, state=ocp.args.StandardRestore(template))["state"]
+        state = jax.tree.map(np.asarray, state)
+        sums = self._checksums(step)
+        if sums is not None:
+            saved = sums.get("state", {})
+            for name, digest in leaf_checksums(state).items():
+                if saved.get(name) != digest:
+                    raise self._damaged(step, f"{name} does not match the checksum saved with it")
+        try:
+            check_finite_state(state, step)
+        except FloatingPointError as error:
+            raise self._damaged(step, str(error).split(": not saved")[0]) from None
         if data is not None:
             self._restore_data(step, data)
-        return restored["state"]
+        return state
 
     def _restore_data(self, step: int, data) -> None:
         """Sets ``data`` to this process's saved position (grain's file layout, read directly).
@@ -247,10 +343,16 @@ class TrainCheckpoints:
             return False
         # Our own host copy: the loop donates the device buffers of the next round.
         state = jax.tree.map(np.array, state)
+        check_finite_state(state, step)
+        config = config_dict(self.config)
+        if self._template is None:
+            self._template = state_template(self.config)
+        checksums = {"state": leaf_checksums(state, like=self._template), "config": _json_checksum(config)}
         self.manager.save(step, force=True, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=_grain_args().CheckpointSave(data),
-            config=ocp.args.JsonSave(config_dict(self.config))))
+            config=ocp.args.JsonSave(config),
+            checksums=ocp.args.JsonSave(checksums)))
         return True
 
     def reached_preemption(self, step: int) -> bool:
@@ -285,8 +387,12 @@ class TrainCheckpoints:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.manager.wait_until_finished()
+            self.manager.close()
+        finally:
+            if not self.read_only:
+                unlock_workdir(self.workdir)
 
 
 def state_template(config) -> Any:
@@ -328,42 +434,3 @@ def last_validation_metrics(workdir: str, step: int | None = None) -> dict[str, 
             if record.get("split") == "validation" and (step is None or record.get("step", 0) <= step):
                 found = record
     return found
-
-
-class StopOnSignal:
-    """Context manager: SIGTERM or SIGINT asks the loop to stop after the current round.
-
-    ``reason`` is the signal's name once one arrived (else None). A second
-    SIGINT aborts at once (KeyboardInterrupt). Handlers are installed only in
-    the main thread of a single-process run (multi-process runs stop through
-    ``TrainCheckpoints.reached_preemption``, which needs every process to
-    agree) and the previous handlers come back on exit.
-    """
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self):
-        self.reason: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.reason is not None
-
-    def _handle(self, signum, frame) -> None:
-        if self.reason is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.reason = signal.Signals(signum).name
-        logging.warning("%s: stopping after this round with a checkpoint (Ctrl-C again aborts without one)",
-                        self.reason)
-
-    def __enter__(self) -> "StopOnSignal":
-        if threading.current_thread() is threading.main_thread() and jax.process_count() == 1:
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()

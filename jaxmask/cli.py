@@ -8,6 +8,7 @@ and ``main(argv)``; only the chosen command's flags are defined, so
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -48,7 +49,61 @@ def main(argv: list[str] | None = None) -> None:
         if module_name.startswith("jaxmask.commands"):
             for flag in defined:
                 flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(command.main, argv=[f"jaxmask {name}", *argv[2:]])
+    app.run(command.main, argv=[f"jaxmask {name}", *argv[2:]],
+            flags_parser=lambda args: parse_flags(name, args))
+
+
+def _one_line(error: BaseException) -> str:
+    # ml_collections wraps a KeyError (whose str() is a repr) in an AttributeError: unwrap to the text.
+    while isinstance(error, (KeyError, AttributeError)) and error.args and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    text = str(error.args[0]) if isinstance(error, (KeyError, AttributeError)) and error.args else str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        head = text.split("Traceback (most recent call last)")[0].strip()
+        lines = [head, lines[-1]] if head else lines[-1:]      # the message, and the exception's line
+    return " ".join(line[1:-1] if len(line) > 1 and line[0] == line[-1] == "'" else line for line in lines)
+
+
+def _config_path(args: list[str]) -> str | None:
+    for i, arg in enumerate(args):
+        if arg.startswith("--config="):
+            return arg.split("=", 1)[1]
+        if arg == "--config" and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def parse_flags(name: str, args: list[str]) -> list[str]:
+    """absl's parsing, with a mistyped flag, config field or config file as one line (exit 2).
+
+    ml_collections raises tracebacks for ``--config.typo=1`` (at parse time)
+    and a missing config file (when the config is first read): both are the
+    user's mistake, so both are turned into one line naming the flag and the fix.
+    """
+    from absl import flags
+    FLAGS = flags.FLAGS
+    try:
+        remaining = FLAGS(args)
+        for flag_name in ("config", "eval"):
+            if flag_name in FLAGS and FLAGS[flag_name].value is not None:
+                FLAGS[flag_name].value.keys()    # a config file is loaded lazily: load it now
+    except flags.Error as error:
+        print(f"jaxmask {name}: error: {_one_line(error)}\n(jaxmask {name} --help lists the flags)",
+              file=sys.stderr)
+        raise SystemExit(2) from None
+    except (OSError, AttributeError, KeyError, ValueError, TypeError, SyntaxError, ImportError) as error:
+        path = _config_path(args)
+        if path and not os.path.exists(path.split(":")[0]):
+            message = f"--config {path.split(':')[0]}: no such config file (the configs are in configs/*.py)"
+        elif isinstance(error, (AttributeError, KeyError)):
+            message = (f"unknown config field: {_one_line(error)} "
+                       "(every field is defined in the config file; check the spelling)")
+        else:
+            message = f"--config {path}: {type(error).__name__}: {_one_line(error)}"
+        print(f"jaxmask {name}: error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return remaining
 
 
 if __name__ == "__main__":

@@ -14,16 +14,19 @@ A bundle is a directory::
 
 Arrays are plain ``.npz`` read with ``allow_pickle=False``: no pickle anywhere.
 Loading needs numpy, jax and flax only (no optax, orbax, grain or training
-code): ``load_masker(path)`` checks the format version, every checksum, and
-every array's name, shape and dtype against the model the manifest describes,
-and refuses a bundle that fails any of them, naming the file.
+code): ``load_masker(path)`` checks the format version, the manifest's own
+checksum (``manifest_sha256``: sha256 of the manifest's canonical JSON without
+that field, so an edited field is caught), every file checksum, the fields
+against each other (k = round(K·H·W), widths non-empty, sizes positive), every
+array's name, shape and dtype against the model the manifest describes, and
+that every array is finite; it refuses a bundle that fails any of them,
+naming the file and the field. Non-finite parameters are never exported.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -36,23 +39,11 @@ import numpy as np
 from flax import traverse_util
 
 from jaxmask import __version__, topk
+from jaxmask.bundle_format import (  # noqa: F401  (re-exported: the format's names)
+    _DTYPES, CLASSIFIER_FILE, FORMAT, FORMAT_VERSION, MANIFEST, MANIFEST_CHECKSUM, MASKER_FILE,
+    SUPPORTED_FORMAT_VERSIONS, VALUE_MODES, BundleError, check_arrays, check_finite, manifest_checksum,
+    read_manifest, sha256_file, verify_file)
 from jaxmask.models import Classifier, Masker
-
-FORMAT = "jaxmask.masker"
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
-MANIFEST = "manifest.json"
-MASKER_FILE = "masker.npz"
-CLASSIFIER_FILE = "classifier.npz"
-VALUE_MODES = ("binary", "soft")
-
-# Compute dtypes by config name (state.compute_dtype's table; state imports optax).
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
-
-
-class BundleError(ValueError):
-    """A masker bundle that is missing, damaged, tampered with, or of an unknown format."""
-
 
 # ---- Models and variables ---------------------------------------------------------------
 
@@ -110,29 +101,30 @@ def _config_json(config) -> dict[str, Any]:
 
 # ---- Export -----------------------------------------------------------------------------
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _write_arrays(directory: str, filename: str, variables, module, image_shape, what: str) -> dict:
     flat = {k: np.asarray(v) for k, v in traverse_util.flatten_dict(jax.device_get(variables), sep="/").items()}
-    _check_arrays(flat, _abstract_variables(module, image_shape),
+    check_arrays(flat, _abstract_variables(module, image_shape),
                   f"the {what} variables (pass a single-copy state: ParallelSteps.gather_state)")
+    check_finite(flat, f"the {what} variables", "training diverged: export an earlier checkpoint "
+                  "(--step) or retrain with lower learning rates")
     path = os.path.join(directory, filename)
     with open(path, "wb") as f:
         np.savez(f, **flat)
-    return {"sha256": _sha256(path), "bytes": os.path.getsize(path)}
+    return {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}
 
 
-def _is_bundle(path: str) -> bool:
+def _replaceable(path: str) -> bool:
+    """An empty folder, or a bundle holding only the files its manifest lists (nothing of the user's)."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return False
+    entries = set(os.listdir(path))
+    if not entries:
+        return True
     try:
         with open(os.path.join(path, MANIFEST)) as f:
-            return json.load(f).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
+            manifest = json.load(f)
+        return manifest.get("format") == FORMAT and entries <= {MANIFEST, *manifest.get("files", {})}
+    except (OSError, ValueError, AttributeError, TypeError):
         return False
 
 
@@ -158,9 +150,10 @@ def export_masker(state, config, out_dir: str, *, step: int, metrics: dict | Non
     out_dir = os.path.abspath(os.fspath(out_dir))
     if jax.process_index() != 0:
         return out_dir
-    replaceable = os.path.isdir(out_dir) and (_is_bundle(out_dir) or not os.listdir(out_dir))
-    if os.path.lexists(out_dir) and not replaceable:
-        raise BundleError(f"{out_dir} exists and is not a masker bundle: refusing to replace it")
+    if os.path.lexists(out_dir) and not _replaceable(out_dir):
+        raise BundleError(f"{out_dir} exists and is not an empty folder or a masker bundle holding only its "
+                          "own files: refusing to replace it (files jaxmask did not write are never "
+                          "deleted); pass a new --out")
     get = functools.partial(_config_value, config)
     size, channels = int(get("image_size")), int(get("channels"))
     values, fraction = get("mask_values"), float(get("topk_fraction"))
@@ -195,6 +188,7 @@ def export_masker(state, config, out_dir: str, *, step: int, metrics: dict | Non
             "config": _config_json(config),
             "files": files,
         }
+        manifest[MANIFEST_CHECKSUM] = manifest_checksum(manifest)
         with open(os.path.join(tmp, MANIFEST), "w") as f:
             json.dump(manifest, f, indent=2)
             f.write("\n")
@@ -213,60 +207,15 @@ def export_masker(state, config, out_dir: str, *, step: int, metrics: dict | Non
 
 # ---- Load -------------------------------------------------------------------------------
 
-def _check_arrays(flat: dict[str, np.ndarray], expected: dict, where: str) -> None:
-    missing, extra = sorted(set(expected) - set(flat)), sorted(set(flat) - set(expected))
-    if missing or extra:
-        raise BundleError(f"{where} do not match the model: missing {missing[:4]}, unexpected {extra[:4]}")
-    for name, spec in expected.items():
-        array = flat[name]
-        if tuple(array.shape) != tuple(spec.shape) or array.dtype != spec.dtype:
-            raise BundleError(f"{where}: {name} is {array.dtype}{list(array.shape)}, the model needs "
-                              f"{spec.dtype}{list(spec.shape)}")
-
-
 def _read_arrays(path: str, expected: dict) -> dict[str, Any]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             flat = {name: npz[name] for name in npz.files}
     except Exception as error:   # OSError, ValueError, zipfile.BadZipFile, zlib.error: a damaged file
         raise BundleError(f"{path} cannot be read as arrays: {type(error).__name__}: {error}") from None
-    _check_arrays(flat, expected, path)
+    check_arrays(flat, expected, path)
+    check_finite(flat, path, "the bundle holds a diverged model; re-export from a good checkpoint")
     return traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v) for k, v in flat.items()})
-
-
-def _verify_file(bundle: str, name: str, entry: dict) -> str:
-    if os.path.basename(name) != name or name in ("", ".", ".."):
-        raise BundleError(f"{os.path.join(bundle, MANIFEST)} lists a file outside the bundle: {name!r}")
-    path = os.path.join(bundle, name)
-    if not os.path.isfile(path):
-        raise BundleError(f"{path} is missing from the bundle")
-    size = os.path.getsize(path)
-    if size != entry.get("bytes", size):
-        raise BundleError(f"{path} is {size} bytes, the manifest says {entry['bytes']}: truncated or replaced")
-    if _sha256(path) != entry.get("sha256"):
-        raise BundleError(f"{path} does not match its sha256 in {MANIFEST}: the file was modified or damaged")
-    return path
-
-
-def _read_manifest(bundle: str) -> dict[str, Any]:
-    path = os.path.join(bundle, MANIFEST)
-    if not os.path.isdir(bundle):
-        raise BundleError(f"{bundle} is not a masker bundle directory (write one with `jaxmask export`)")
-    if not os.path.isfile(path):
-        raise BundleError(f"{bundle} is not a masker bundle: {MANIFEST} is missing")
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BundleError(f"{path} is not valid JSON ({error}): the bundle is damaged") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise BundleError(f"{path} is not a {FORMAT} manifest")
-    version = manifest.get("format_version")
-    if version not in SUPPORTED_FORMAT_VERSIONS:
-        raise BundleError(f"{path} has format_version {version!r}; jaxmask {__version__} reads format "
-                          f"version(s) {list(SUPPORTED_FORMAT_VERSIONS)}: use the jaxmask that wrote it "
-                          f"(jaxmask_version {manifest.get('jaxmask_version')!r}) or re-export")
-    return manifest
 
 
 def _release(masker, variables, images, k: int, values: str):
@@ -305,6 +254,7 @@ class MaskerBundle:
         self.classifier = None if classifier_variables is None else _classifier_module(classifier_model)
         self.classifier_variables = classifier_variables
         self._release = jax.jit(functools.partial(_release, self.masker), static_argnums=(2, 3))
+        self._scores = jax.jit(functools.partial(self.masker.apply, train=False))
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -338,6 +288,14 @@ class MaskerBundle:
 
     __call__ = mask
 
+    def scores(self, images):
+        """The masker's soft scores m, float32 (B, H, W, 1) in [0, 1], for a batch at model resolution."""
+        images = jnp.asarray(images, jnp.float32)
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"this masker takes (B, {self.image_size}, {self.image_size}, {self.channels}) "
+                             f"images in [0, 1]; got shape {tuple(images.shape)}")
+        return self._scores(self.variables, images).astype(jnp.float32)
+
     def __repr__(self) -> str:
         return (f"MaskerBundle({self.path!r}, step={self.step}, image={self.image_shape}, k={self.k}, "
                 f"values={self.values!r}, classifier={self.classifier is not None})")
@@ -350,11 +308,11 @@ def load_masker(path) -> MaskerBundle:
     file, and listing the versions understood for an unknown format version.
     """
     bundle = os.path.abspath(os.fspath(path))
-    manifest = _read_manifest(bundle)
+    manifest = read_manifest(bundle)
     manifest_path = os.path.join(bundle, MANIFEST)
     try:
         files = manifest["files"]
-        paths = {name: _verify_file(bundle, name, entry) for name, entry in files.items()}
+        paths = {name: verify_file(bundle, name, entry) for name, entry in files.items()}
         if MASKER_FILE not in paths:
             raise BundleError(f"{manifest_path} lists no {MASKER_FILE}")
         model = manifest["model"]

@@ -1,48 +1,49 @@
 """Masking a folder of real images with an exported masker (``jaxmask mask``).
 
-Every regular file under the input folder is read (recursively, symlinked
-folders not followed) and written under the output folder with the same
-relative path, name, format and mode:
+Every entry under the input folder is accounted for: each regular file is
+masked and written under the output folder at the same relative path, or
+listed as skipped with the reason; the exit status is non-zero when anything
+was skipped. Per-image rules (exact k at the image's own size, the alpha or
+black fill, memory): jaxmask/release.py.
 
-* any size and mode (RGB, RGBA, grey, 16-bit, palette, CMYK, …): the image,
-  upright per its EXIF orientation, is resized whole to the model resolution
-  (bilinear) and converted to the model's channels; the mask is computed there
-  (exactly k pixels) and upsampled with nearest neighbour to the original
-  resolution, where it multiplies the original pixel values. Hidden pixels are
-  0 in every channel, alpha included; binary release keeps revealed pixels
-  bit-exact (lossy formats such as JPEG re-encode, quality 95, 4:4:4).
-* ``save_masks``: the applied mask beside each output, ``<name>.mask.png``
-  (8-bit, 255 = revealed; soft mode: m ⊙ h × 255).
-* Unreadable, corrupt, non-image and over-large files (Pillow's decompression
-  bomb limit) are skipped and listed; existing outputs are kept unless
-  ``overwrite``; nothing is written outside the output folder (paths whose
-  real location leaves it are refused), and each file is written to a
-  temporary name first, then renamed, so no partial output is left behind.
+* Walk: symlinks inside the input folder are followed (``follow_symlinks``),
+  those that lead outside it are listed, not followed, unless ``follow_outside``;
+  symlink loops, dangling links, FIFOs, sockets, devices and unreadable
+  folders are listed. A folder reached twice (through links) is read once.
+* Outputs: ``<name>.png`` with the alpha fill (so ``a.jpg`` and ``a.png``
+  would both become ``a.png``: the first in sorted order is written, the
+  other listed), the input's own name and format with ``fill="black"``;
+  ``save_masks`` adds ``<output>.mask.png`` (8-bit, 255 = revealed; soft mode
+  m ⊙ h × 255).
+* Nothing the user did not name as output is written: an output folder that
+  contains the input folder is refused (outputs would land among the
+  inputs), output paths whose real location leaves the output folder are
+  refused, existing outputs are kept unless ``overwrite``, and each file is
+  written to a temporary name and renamed (no partial output, and an
+  existing link at the output path is replaced, never written through).
+* Memory: the queue holds model-resolution inputs; an image's full pixels are
+  kept only while the queued pixels stay under ``queue_bytes`` (else the
+  image is decoded again when its batch is written).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import stat
 import sys
-import tempfile
 import time
-import warnings
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from jaxmask import release
+from jaxmask.release import ImageError, model_input, nearest_indices, upsample_nearest  # noqa: F401
 
 MASK_SUFFIX = ".mask.png"
-# Modes converted before masking: multiplying palette indices or ink
-# amounts by a mask is meaningless, so they become RGB(A) / grey first.
-_CONVERT = {"1": "L", "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "CMYK": "RGB", "YCbCr": "RGB",
-            "LAB": "RGB", "HSV": "RGB"}
-_KEEP = ("L", "LA", "RGB", "RGBA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
-# Encoder options: JPEG at high quality without chroma subsampling, so the
-# black hidden region does not bleed into the revealed pixels.
-_SAVE_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 95, "subsampling": 0},
-                 "WEBP": {"lossless": True}}
+QUEUE_BYTES = 256 << 20
 
 
 @dataclasses.dataclass
@@ -53,16 +54,18 @@ class MaskReport:
     k: int
     model_size: int
     values: str
+    fraction: float = 0.0
+    fill: str = "alpha"
     written: list[str] = dataclasses.field(default_factory=list)
     kept: list[str] = dataclasses.field(default_factory=list)
     failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
-        pixels = self.model_size * self.model_size
         lines = [f"masked {len(self.written)} image(s) from {self.input_dir} into {self.output_dir} in "
-                 f"{self.seconds:.1f} s: {self.k} of {self.model_size}x{self.model_size} = {pixels} pixels "
-                 f"revealed at model resolution ({self.k / pixels:.1%}), values={self.values}"]
+                 f"{self.seconds:.1f} s: round(K·H·W) pixels revealed at each image's own size "
+                 f"(K={self.fraction:g}; {self.k} of {self.model_size}x{self.model_size} at model "
+                 f"resolution), values={self.values}, fill={self.fill}"]
         if self.kept:
             lines.append(f"kept {len(self.kept)} existing output(s) (--overwrite replaces them)")
         if self.failed:
@@ -80,134 +83,79 @@ def _inside(root: str, path: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def iter_files(input_dir: str, skip_dir: str | None = None) -> Iterator[str]:
-    """Relative paths of the regular files under ``input_dir``, sorted, skipping ``skip_dir``."""
-    for root, dirs, files in os.walk(input_dir):
-        dirs[:] = sorted(d for d in dirs if skip_dir is None
-                         or os.path.realpath(os.path.join(root, d)) != skip_dir)
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            if os.path.isfile(path):
-                yield os.path.relpath(path, input_dir)
+# ---- The walk ---------------------------------------------------------------------------
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
-# ---- Reading and converting -------------------------------------------------------------
+def scan(input_dir: str, skip_dir: str | None = None, *, follow_symlinks: bool = True,
+         follow_outside: bool = False) -> tuple[list[str], list[tuple[str, str]]]:
+    """(relative paths of the regular files to mask, [(relative path, reason)] of every other entry).
 
-class ImageError(Exception):
-    """A file that cannot be masked; the message is the reason listed in the report."""
-
-
-def read_image(path: str, max_pixels: int) -> tuple[np.ndarray, str, str]:
-    """(pixels (H, W) or (H, W, C) in the image's own dtype, mode, format) of an image file."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                fmt = image.format
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise ImageError(f"{width}x{height} = {width * height} pixels is over the limit of "
-                                     f"{max_pixels} (decompression bomb guard)")
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                mode = image.mode
-                if mode == "P":
-                    mode = "RGBA" if "transparency" in image.info else "RGB"
+    ``skip_dir`` (the output folder, when it lies inside the input) is not read.
+    """
+    root = os.path.realpath(input_dir)
+    files: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    seen = {root}
+    stack = [""]
+    while stack:
+        relative_dir = stack.pop()
+        try:
+            with os.scandir(os.path.join(root, relative_dir)) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as error:
+            skipped.append((relative_dir or ".", f"unreadable folder: {error.strerror}"))
+            continue
+        subdirs = []
+        for entry in entries:
+            rel = os.path.join(relative_dir, entry.name)
+            try:
+                if entry.is_symlink():
+                    try:
+                        target = os.stat(entry.path)
+                    except OSError as error:
+                        reason = "symlink loop" if error.errno == errno.ELOOP else "dangling symlink"
+                        skipped.append((rel, f"{reason} → {os.readlink(entry.path)}"))
+                        continue
+                    real = os.path.realpath(entry.path)
+                    if not _inside(root, real) and not follow_outside:
+                        skipped.append((rel, f"symlink to {real}, outside the input folder: not followed "
+                                             "(--follow_symlinks=all includes it)"))
+                        continue
+                    if not (follow_symlinks or follow_outside):
+                        skipped.append((rel, "symlink: not followed (--follow_symlinks=inside includes it)"))
+                        continue
+                    mode = target.st_mode
                 else:
-                    mode = _CONVERT.get(mode, mode)
-                if mode not in _KEEP:
-                    mode = "RGB"
-                if mode != image.mode:
-                    image = image.convert(mode)
-                pixels = np.array(image)
-    except ImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(f"decompression bomb refused: {error}") from None
-    except Image.UnidentifiedImageError:
-        reason = "empty file" if os.path.getsize(path) == 0 else "not an image Pillow can read"
-        raise ImageError(reason) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as error:
-        raise ImageError(f"unreadable image: {error}") from None
-    if pixels.size == 0:
-        raise ImageError("image has no pixels")
-    return pixels, mode, fmt
+                    real, mode = entry.path, entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    real = os.path.realpath(real)
+                    if real == skip_dir:
+                        continue
+                    if real in seen:
+                        skipped.append((rel, "folder already read through another path"))
+                        continue
+                    seen.add(real)
+                    subdirs.append(rel)
+                elif stat.S_ISREG(mode):
+                    files.append(rel)
+                else:
+                    skipped.append((rel, f"{_kind(mode)}, not an image file"))
+            except OSError as error:
+                skipped.append((rel, f"cannot inspect: {error.strerror}"))
+        stack.extend(reversed(subdirs))
+    return sorted(files), skipped
 
 
-def _split_alpha(pixels: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(colour (H, W, C), alpha (H, W) or None)."""
-    if pixels.ndim == 2:
-        return pixels[..., None], None
-    if mode in ("LA", "RGBA"):
-        return pixels[..., :-1], pixels[..., -1]
-    return pixels, None
-
-
-def _unit_scale(pixels: np.ndarray) -> float:
-    if pixels.dtype == np.uint8:
-        return 255.0
-    if pixels.dtype.kind in "ui":
-        return 65535.0          # 16-bit images (mode I;16, or I from older decoders)
-    return 1.0                  # float images (mode F) are taken as [0, 1]
-
-
-def model_input(pixels: np.ndarray, mode: str, size: int, channels: int) -> np.ndarray:
-    """The image as float32 (size, size, channels) in [0, 1]: whole-image bilinear resize."""
-    colour, _ = _split_alpha(pixels, mode)
-    unit = np.clip(colour.astype(np.float32) / _unit_scale(colour), 0.0, 1.0)
-    if channels == 1 and unit.shape[-1] == 3:
-        unit = unit @ np.asarray([0.299, 0.587, 0.114], np.float32)[:, None]   # ITU-R 601 luma, as PIL's "L"
-    elif channels == 3 and unit.shape[-1] == 1:
-        unit = np.repeat(unit, 3, axis=-1)
-    if unit.shape[:2] != (size, size):
-        unit = np.stack([np.asarray(Image.fromarray(unit[..., c]).resize((size, size), Image.BILINEAR))
-                         for c in range(channels)], axis=-1)
-    return np.clip(unit, 0.0, 1.0).astype(np.float32)
-
-
-def nearest_indices(source: int, target: int) -> np.ndarray:
-    """Source index of each of ``target`` pixels under nearest-neighbour resizing (pixel centres)."""
-    return np.minimum(((np.arange(target) + 0.5) * source / target).astype(np.int64), source - 1)
-
-
-def upsample_nearest(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(h, w) → (height, width) by nearest neighbour: each original pixel takes its model pixel's value."""
-    return mask[nearest_indices(mask.shape[0], height)][:, nearest_indices(mask.shape[1], width)]
-
-
-def apply_mask(pixels: np.ndarray, mode: str, mask: np.ndarray) -> np.ndarray:
-    """The original pixels times ``mask`` (H, W) in [0, 1], in their own dtype; alpha hidden where mask is 0."""
-    colour, alpha = _split_alpha(pixels, mode)
-    released = colour.astype(np.float64) * mask[..., None]
-    if colour.dtype.kind in "ui":
-        released = np.rint(released)
-    released = released.astype(colour.dtype)
-    if alpha is not None:
-        released = np.concatenate([released, (alpha * (mask > 0)).astype(alpha.dtype)[..., None]], axis=-1)
-    return released.reshape(pixels.shape)
-
-
-# ---- Writing ----------------------------------------------------------------------------
-
-def _write_atomically(path: str, save: Callable[[str], None]) -> None:
-    directory, name = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _save_image(path: str, array: np.ndarray, fmt: str | None) -> None:
-    image = Image.fromarray(array)     # the mode follows from the shape and dtype
-    if fmt is None:
-        raise ImageError("unknown format")
-    _write_atomically(path, lambda tmp: image.save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt, {})))
+def iter_files(input_dir: str, skip_dir: str | None = None) -> Iterator[str]:
+    """Relative paths of the regular files under ``input_dir`` (see ``scan`` for the rest)."""
+    yield from scan(input_dir, skip_dir)[0]
 
 
 class Progress:
@@ -236,79 +184,129 @@ class Progress:
 
 # ---- The folder -------------------------------------------------------------------------
 
+def check_folders(input_dir: str, output_dir: str) -> tuple[str, str]:
+    """(real input, real output) folders; ValueError/FileNotFoundError naming the problem and the fix."""
+    in_root, out_root = os.path.realpath(input_dir), os.path.realpath(output_dir)
+    if not os.path.exists(in_root):
+        raise FileNotFoundError(f"input folder {input_dir} does not exist")
+    if not os.path.isdir(in_root):
+        raise ValueError(f"--input {input_dir} is a file, not a folder: pass the folder that holds the images")
+    if os.path.exists(out_root) and not os.path.isdir(out_root):
+        raise ValueError(f"--output {output_dir} exists and is not a folder: pass a new or existing folder")
+    if out_root == in_root:
+        raise ValueError("the output folder must differ from the input folder")
+    if _inside(out_root, in_root):
+        raise ValueError(f"the output folder {output_dir} contains the input folder {input_dir}: outputs "
+                         "could replace inputs; choose an output folder outside the input")
+    return in_root, out_root
+
+
 def mask_folder(bundle, input_dir: str, output_dir: str, *, values: str | None = None,
                 topk_fraction: float | None = None, batch_size: int = 32, save_masks: bool = False,
-                overwrite: bool = False, max_pixels: int | None = None, progress: bool = True) -> MaskReport:
+                overwrite: bool = False, max_pixels: int | None = None, progress: bool = True,
+                fill: str = "alpha", follow_symlinks: bool = True, follow_outside: bool = False,
+                queue_bytes: int = QUEUE_BYTES) -> MaskReport:
     """Masks every image under ``input_dir`` into ``output_dir`` with ``bundle`` (a MaskerBundle).
 
     ``values``/``topk_fraction`` override the trained value mode and K;
     ``batch_size`` images go through the masker at once; ``max_pixels``
-    (default Pillow's ``Image.MAX_IMAGE_PIXELS``) refuses larger images.
-    Returns the report; failures never stop the run.
+    (default Pillow's ``Image.MAX_IMAGE_PIXELS``) refuses larger images;
+    ``fill``: 'alpha' (PNG with alpha, default) or 'black'. Returns the
+    report; failures never stop the run.
     """
     start = time.time()
-    in_root = os.path.realpath(input_dir)
-    out_root = os.path.realpath(output_dir)
-    if not os.path.isdir(in_root):
-        raise FileNotFoundError(f"input folder {input_dir} does not exist")
-    if out_root == in_root:
-        raise ValueError("the output folder must differ from the input folder")
+    in_root, out_root = check_folders(input_dir, output_dir)
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}: must be ≥ 1")
+    if fill not in release.FILLS:
+        raise ValueError(f"fill={fill!r}: expected one of {release.FILLS}")
     max_pixels = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     values = bundle.values if values is None else values
     if values not in ("binary", "soft"):
         raise ValueError(f"values={values!r}: expected 'binary' or 'soft'")
+    fraction = bundle.topk_fraction if topk_fraction is None else topk_fraction
     k = bundle.num_revealed(topk_fraction)
     size, channels = bundle.image_size, bundle.channels
-    report = MaskReport(input_dir, output_dir, k, size, values)
+    report = MaskReport(input_dir, output_dir, k, size, values, fraction, fill)
+    files, skipped = scan(in_root, skip_dir=out_root, follow_symlinks=follow_symlinks,
+                          follow_outside=follow_outside)
+    report.failed.extend(skipped)
     os.makedirs(out_root, exist_ok=True)
-    files = list(iter_files(in_root, skip_dir=out_root))
     counter = Progress(len(files), progress)
-    pending: list[tuple[str, np.ndarray, str, str, str]] = []   # rel, pixels, mode, format, out path
+    pending: list[list] = []     # [rel, pixels or None, mode, format, out path, model input]
+    queued = 0
 
     def flush():
+        nonlocal queued
         if not pending:
             return
         batch = np.zeros((batch_size, size, size, channels), np.float32)   # one compiled shape
-        for i, (_, pixels, mode, _, _) in enumerate(pending):
-            batch[i] = model_input(pixels, mode, size, channels)
-        _, masks = bundle.mask(batch, values=values, topk_fraction=topk_fraction)
-        masks = np.asarray(masks)[..., 0]
-        for (rel, pixels, mode, fmt, out_path), small in zip(pending, masks):
+        for i, item in enumerate(pending):
+            batch[i] = item[5]
+        scores = np.asarray(bundle.scores(batch))[..., 0]
+        for (rel, pixels, mode, fmt, out_path, _), small in zip(pending, scores):
             try:
-                mask = upsample_nearest(small, pixels.shape[0], pixels.shape[1])
-                _save_image(out_path, apply_mask(pixels, mode, mask), fmt)
+                if pixels is None:    # not queued (memory): decode again
+                    pixels, mode, fmt = release.read_image(os.path.join(in_root, rel), max_pixels)
+                height, width = pixels.shape[:2]
+                keep = release.reveal(small, height, width, release.revealed_count(fraction, height, width))
+                soft = upsample_nearest(small, height, width) if values == "soft" else None
+                release.save_image(out_path, release.released_pixels(pixels, mode, keep, fill, soft), fmt, fill)
                 if save_masks:
-                    mask_png = Image.fromarray(np.rint(mask * 255).astype(np.uint8))
-                    _write_atomically(out_path + MASK_SUFFIX, lambda tmp: mask_png.save(tmp, format="PNG"))
+                    applied = keep if soft is None else soft * keep
+                    mask_png = Image.fromarray(np.rint(applied * 255).astype(np.uint8))
+                    release.write_atomically(out_path + MASK_SUFFIX, lambda tmp: mask_png.save(tmp, format="PNG"))
                 report.written.append(rel)
                 counter.update()
-            except (ImageError, OSError, ValueError, KeyError, TypeError) as error:
+            except ImageError as error:
+                report.failed.append((rel, str(error)))
+                counter.update(failed=1)
+            except (OSError, ValueError, KeyError, TypeError) as error:
                 report.failed.append((rel, f"cannot write {fmt} output: {error}"))
                 counter.update(failed=1)
+            pixels = None
         pending.clear()
+        queued = 0
 
+    claimed: dict[str, str] = {}       # output path → the input that writes it
     for rel in files:
-        out_path = os.path.join(out_root, rel)
+        out_rel = release.output_name(rel, fill)
+        out_path = os.path.join(out_root, out_rel)
+        targets = [out_path] + ([out_path + MASK_SUFFIX] if save_masks else [])
+        taken = [claimed[t] for t in targets if t in claimed]
+        if taken:
+            report.failed.append((rel, f"its output {out_rel} is also the output of {taken[0]}: rename one "
+                                       "(or --fill=black keeps the input's name)"))
+            counter.update(failed=1)
+            continue
+        claimed.update((t, rel) for t in targets)
         parent = os.path.dirname(out_path)
         if not _inside(out_root, os.path.realpath(parent)):
             report.failed.append((rel, f"output folder {parent} leads outside {output_dir}: refused"))
             counter.update(failed=1)
             continue
-        targets = [out_path] + ([out_path + MASK_SUFFIX] if save_masks else [])
         if not overwrite and any(os.path.lexists(t) for t in targets):
             report.kept.append(rel)
             counter.update()
             continue
         try:
-            pixels, mode, fmt = read_image(os.path.join(in_root, rel), max_pixels)
+            pixels, mode, fmt = release.read_image(os.path.join(in_root, rel), max_pixels)
+            small = model_input(pixels, mode, size, channels)
+            os.makedirs(parent, exist_ok=True)
         except ImageError as error:
             report.failed.append((rel, str(error)))
             counter.update(failed=1)
             continue
-        os.makedirs(parent, exist_ok=True)
-        pending.append((rel, pixels, mode, fmt, out_path))
+        except OSError as error:
+            report.failed.append((rel, f"cannot create the output folder {parent}: {error.strerror}"))
+            counter.update(failed=1)
+            continue
+        if queued + pixels.nbytes > queue_bytes:
+            pixels = None            # decoded again at write time: the queue stays bounded
+        else:
+            queued += pixels.nbytes
+        pending.append([rel, pixels, mode, fmt, out_path, small])
+        pixels = None
         if len(pending) == batch_size:
             flush()
     flush()

@@ -109,7 +109,7 @@ def runs(tmp_path_factory):
     # 2. SIGKILL in the middle of training (the first round after the resume is done).
     seen["kill_in_training"] = train(resumed, env, until="first round", send=signal.SIGKILL)
     seen["after_kill_in_training"] = sorted(os.listdir(os.path.join(resumed, "checkpoints")))
-    # 3. SIGTERM: finish the round, save, exit 0.
+    # 3. SIGTERM: finish the round, save, exit 143 (128 + SIGTERM: not a finished training).
     seen["sigterm"] = train(resumed, env, until="first round", send=signal.SIGTERM)
     with checkpoint.TrainCheckpoints(resumed, read_only=True) as checkpoints:
         seen["latest_after_sigterm"] = checkpoints.latest_step()
@@ -132,10 +132,11 @@ def test_sigkill_during_a_save_never_leaves_it_as_the_latest(runs):
     assert not any("tmp" in name for name in seen["after_kill_in_training"])
 
 
-def test_sigterm_exits_zero_with_a_checkpoint_of_the_round_reached(runs):
+def test_sigterm_exits_non_zero_with_a_checkpoint_of_the_round_reached(runs):
     _, resumed, seen = runs
     returncode, log = seen["sigterm"]
-    assert returncode == 0, log[-3000:]
+    assert returncode == 128 + signal.SIGTERM, log[-3000:]     # `train && export` must not export
+    assert "stopped by SIGTERM" in log
     stopped = [line for line in log.splitlines() if "stopped at round" in line]
     assert len(stopped) == 1, log[-3000:]
     step = int(stopped[0].split("stopped at round ")[1].split()[0])

@@ -86,7 +86,7 @@ def test_loaded_bundle_masks_exactly_like_the_live_state(live, bundle_dir):
 def test_manifest_and_files(bundle_dir):
     with open(os.path.join(bundle_dir, "manifest.json")) as f:
         manifest = json.load(f)
-    assert manifest["format_version"] == 1 and manifest["jaxmask_version"] == jaxmask.__version__
+    assert manifest["format_version"] == 2 and manifest["jaxmask_version"] == jaxmask.__version__
     assert manifest["model"]["masker"] == {"widths": [8, 16], "dtype": "float32"}
     assert manifest["model"]["classifier"] is None
     assert manifest["metrics"] == {"step": 7, "split": "validation", "accuracy_revealed": 0.75}
@@ -123,6 +123,8 @@ def _damage(bundle, how):
     elif how == "not json":
         open(manifest_path, "w").write("{ not json")
     if how in ("future version", "other widths"):
+        # Re-signed, as a careful forger would: the checks behind the checksum must still refuse it.
+        manifest[export.MANIFEST_CHECKSUM] = export.manifest_checksum(manifest)
         json.dump(manifest, open(manifest_path, "w"))
 
 
@@ -130,7 +132,7 @@ def _damage(bundle, how):
     ("flipped byte", r"masker\.npz does not match its sha256"),
     ("truncated", r"masker\.npz is \d+ bytes, the manifest says \d+"),
     ("missing", r"masker\.npz is missing"),
-    ("future version", r"format_version 99; jaxmask .* reads format version\(s\) \[1\]"),
+    ("future version", r"format_version 99; jaxmask .* reads format version\(s\) \[1, 2\]"),
     ("other widths", r"masker\.npz: .* the model needs"),
     ("not json", r"manifest\.json is not valid JSON"),
 ])
@@ -152,7 +154,7 @@ def test_export_replaces_a_bundle_but_nothing_else(live, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["out"]          # no temporary leftovers
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("precious")
-    with pytest.raises(export.BundleError, match="is not a masker bundle: refusing"):
+    with pytest.raises(export.BundleError, match="not an empty folder or a masker bundle holding only its own files: refusing"):
         export.export_masker(state, config, tmp_path / "mine", step=3)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
 

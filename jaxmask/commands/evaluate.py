@@ -84,12 +84,15 @@ def run_evaluation(config, model_paths: dict[str, str], out: str, eval_config) -
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    from jaxmask import validation
     eval_config = FLAGS.eval
     try:
+        # Before the evaluation (minutes): an --out that cannot be written would lose its results.
+        validation.check_writable_folder(FLAGS.out, "--out")
         if FLAGS.k_sweep:
             eval_config.k_sweep = tuple(float(k) for k in FLAGS.k_sweep)
         paths = run_evaluation(FLAGS.config, parse_models(FLAGS.models), FLAGS.out, eval_config)
-    except (FileNotFoundError, ValueError, ImportError) as error:
+    except (OSError, ValueError, ImportError) as error:
         print(f"jaxmask evaluate: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     print(f"report: {paths['report']}\nmetrics: {paths['metrics']}")

@@ -38,7 +38,7 @@ def main(argv) -> None:
         path = checkpoint.export_masker(state, config, FLAGS.out, step=step, metrics=metrics,
                                         with_classifier=FLAGS.with_classifier)
         bundle = checkpoint.load_masker(path)     # proves the bundle loads before saying so
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:
         print(f"jaxmask export: error: {error}", file=sys.stderr)
         raise SystemExit(1)
     shown = "none in metrics.jsonl" if metrics is None else " ".join(

@@ -57,9 +57,13 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("pass --dataset NAME (or --config FILE)")
     params["data_dir"] = params["data_dir"] or prepare.default_data_dir()
     params["classes"] = tuple(params["classes"])
+    from jaxmask import validation
     try:
+        validation.check_folder_argument(params["data_dir"], "--data_dir")
+        if params["manual_dir"]:
+            validation.check_folder_argument(params["manual_dir"], "--manual_dir")
         result = prepare.prepare(strict=FLAGS.strict, overwrite=FLAGS.overwrite, **params)
-    except (FileNotFoundError, tfds_builders.BadInputError, ValueError) as error:
+    except (OSError, tfds_builders.BadInputError, ValueError) as error:
         # The message names the file/row and the expected layout; a traceback adds nothing.
         raise SystemExit(f"jaxmask prepare: {error}") from None
     print(prepare.summary(result))

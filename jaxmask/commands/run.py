@@ -92,10 +92,16 @@ def variant(config, adversarial: bool, **overrides):
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    from jaxmask import validation
     from jaxmask.commands import evaluate as evaluate_command
     start = time.time()
     config = FLAGS.config
     workdir = os.path.abspath(FLAGS.workdir or default_workdir())
+    try:
+        validation.check_training_config(config)
+        validation.check_folder_argument(workdir, "--workdir")
+    except ValueError as error:
+        raise SystemExit(f"jaxmask run: error: {error}") from None
     eval_config = FLAGS.eval
     if FLAGS.k_sweep:
         eval_config.k_sweep = tuple(float(k) for k in FLAGS.k_sweep)
@@ -116,7 +122,7 @@ def main(argv) -> None:
         order = [NON_ADVERSARIAL, OURS] + [name for name, *_ in ABLATION if name in bundles]
         paths = evaluate_command.run_evaluation(
             config, {name: bundles[name] for name in order}, os.path.join(workdir, "report"), eval_config)
-    except (FloatingPointError, FileNotFoundError, ValueError, ImportError) as error:
+    except (FloatingPointError, OSError, ValueError, ImportError) as error:
         logging.error("%s", error)
         print(f"jaxmask run: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -7,6 +7,7 @@ and SLURM (``srun``) are detected; elsewhere pass
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from absl import flags, logging
@@ -35,16 +36,25 @@ def define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import distributed, train
+    from jaxmask import distributed, train, validation
     config, FLAGS = flags.FLAGS.config, flags.FLAGS
     try:
+        # User mistakes first, before anything starts: one line each.
+        validation.check_training_config(config)
+        validation.check_folder_argument(FLAGS.workdir, "--workdir")
         # Before anything touches a device: the backends see the global topology once.
         how = distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                      FLAGS.process_id, FLAGS.distributed)
         logging.info("%s", distributed.startup_line(config, how))
         distributed.restrict_logging_to_main_process()
-        train.train_and_evaluate(config, FLAGS.workdir)
-    except (FloatingPointError, ValueError) as e:
+        result = train.train_and_evaluate(config, FLAGS.workdir)
+    except (FloatingPointError, OSError, ValueError) as e:
         logging.error("%s", e)
         print(f"jaxmask train: error: {e}", file=sys.stderr)
         raise SystemExit(1)
+    if result.get("stopped_by"):
+        # Non-zero, so that `jaxmask train … && jaxmask export …` never exports a half-trained masker.
+        reason = result["stopped_by"]
+        print(f"jaxmask train: stopped by {reason} at round {int(result['state'].step)} of "
+              f"{config.num_rounds} with a checkpoint: run the same command again to resume", file=sys.stderr)
+        raise SystemExit(128 + getattr(signal, reason, signal.SIGTERM))

@@ -56,6 +56,10 @@ def make_config(root: str | None = None, image_size: int = 64, channels: int = 3
     """The builder config; ``classes`` empty → discovered from ``root/train``."""
     common.check_image_params(image_size, channels, crop)
     classes = tuple(classes) or discover_classes(root)
+    if len(set(classes)) < 2:
+        raise ValueError(f"image_folder: only one class ({', '.join(classes)}) under {root}/train: a task "
+                         f"needs at least 2 label folders (a single class is learnt without looking).\n"
+                         f"Expected layout:\n{LAYOUT}")
     return FolderConfig(name=common.image_config_name(image_size, channels, crop),
                         image_size=int(image_size), channels=int(channels), crop=crop, classes=classes,
                         description=f"classes {', '.join(classes)}; {crop} crop, {image_size}px, {channels}ch")

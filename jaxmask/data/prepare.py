@@ -11,6 +11,7 @@ function, so the two cannot disagree.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import tensorflow_datasets as tfds
@@ -22,6 +23,7 @@ BUILDERS = {"synth_faces": synth_tfds.SynthFaces, "celeba_hair": celeba.CelebaHa
             "ferplus": ferplus.Ferplus, "image_folder": folder.ImageFolder}
 DEFAULT_CHANNELS = {"synth_faces": 3, "celeba_hair": 3, "ferplus": 1, "image_folder": 3}
 SKIPPED_FILE = "skipped.tsv"    # full skip list, next to the ArrayRecord files
+SOURCE_FILE = "source.json"     # the raw folder and class list a variant was built from
 
 
 def builder_class(dataset: str) -> type[common.JaxmaskBuilder]:
@@ -122,18 +124,48 @@ def prepare(dataset: str, *, data_dir: str, manual_dir: str = "", strict: bool =
     config = cls.builder_configs.get(config.name, config)
     builder = cls(data_dir=data_dir, config=config, strict=strict)
     reused = builder.is_prepared() and not overwrite
+    source = _source_record(manual_dir, builder)
+    if reused and source is not None:
+        _check_same_source(os.path.join(os.fspath(builder.data_dir), SOURCE_FILE), source, dataset)
     if not reused:
         mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
                 else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+        # An existing variant's info already names its format: tfds refuses to be told again.
+        file_format = None if builder.is_prepared() else "array_record"
         builder.download_and_prepare(
-            file_format="array_record",
+            file_format=file_format,
             download_config=tfds.download.DownloadConfig(
                 manual_dir=manual_dir or None, download_mode=mode, try_download_gcs=False))
         _write_skipped(os.path.join(os.fspath(builder.data_dir), SKIPPED_FILE), builder.report)
+        if source is not None:
+            with open(os.path.join(os.fspath(builder.data_dir), SOURCE_FILE), "w") as f:
+                json.dump(source, f, indent=1)
     splits = builder.info.splits
     return PrepareResult(dataset, config.name, os.fspath(builder.data_dir),
                          {name: splits[name].num_examples for name in common.SPLITS if name in splits},
                          builder.class_names(), builder.report, reused)
+
+
+def _source_record(manual_dir: str, builder) -> dict | None:
+    """What a variant built from raw files was built from (None: generated, e.g. synth_faces)."""
+    if not manual_dir:
+        return None
+    return {"manual_dir": os.path.realpath(manual_dir), "classes": list(builder.class_names())}
+
+
+def _check_same_source(path: str, source: dict, dataset: str) -> None:
+    """Refuses to reuse a variant built from another raw folder or class list under the same name."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        recorded = None
+    if recorded != source:
+        built_from = ("an unrecorded source (an older jaxmask, or a damaged record)" if recorded is None else
+                      f"{recorded.get('manual_dir')} with classes {recorded.get('classes')}")
+        raise ValueError(f"{dataset} in {os.path.dirname(path)} was prepared from {built_from}, not from "
+                         f"{source['manual_dir']} with classes {source['classes']}: pass --overwrite to rebuild "
+                         "it from this folder, or another --data_dir to keep both")
 
 
 def _write_skipped(path: str, report: common.BuildReport) -> None:

@@ -1,0 +1,144 @@
+"""The masker bundle's format: its constants and every check a bundle passes before it is used.
+
+Kept apart from jaxmask/export.py (writing and loading) so the rules that
+decide whether a bundle may mask anything read in one place: the manifest's
+own checksum, the file checksums, the fields against each other, the arrays'
+shapes and dtypes, and finiteness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmask import __version__, topk
+
+FORMAT = "jaxmask.masker"
+FORMAT_VERSION = 2
+# Version 1 has no manifest checksum: its fields are still cross-checked on load.
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
+MANIFEST_CHECKSUM = "manifest_sha256"
+MANIFEST = "manifest.json"
+MASKER_FILE = "masker.npz"
+CLASSIFIER_FILE = "classifier.npz"
+VALUE_MODES = ("binary", "soft")
+
+# Compute dtypes by config name (state.compute_dtype's table; state imports optax).
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
+
+
+class BundleError(ValueError):
+    """A masker bundle that is missing, damaged, tampered with, or of an unknown format."""
+
+
+def sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_finite(flat: dict[str, np.ndarray], where: str, fix: str) -> None:
+    for name, array in flat.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = int(np.size(array) - np.isfinite(array).sum())
+            raise BundleError(f"{where}: {name} has {bad} non-finite value(s) (NaN/inf): {fix}")
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys), without its own checksum field."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_CHECKSUM}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_arrays(flat: dict[str, np.ndarray], expected: dict, where: str) -> None:
+    missing, extra = sorted(set(expected) - set(flat)), sorted(set(flat) - set(expected))
+    if missing or extra:
+        raise BundleError(f"{where} do not match the model: missing {missing[:4]}, unexpected {extra[:4]}")
+    for name, spec in expected.items():
+        array = flat[name]
+        if tuple(array.shape) != tuple(spec.shape) or array.dtype != spec.dtype:
+            raise BundleError(f"{where}: {name} is {array.dtype}{list(array.shape)}, the model needs "
+                              f"{spec.dtype}{list(spec.shape)}")
+
+
+def verify_file(bundle: str, name: str, entry: dict) -> str:
+    if os.path.basename(name) != name or name in ("", ".", ".."):
+        raise BundleError(f"{os.path.join(bundle, MANIFEST)} lists a file outside the bundle: {name!r}")
+    path = os.path.join(bundle, name)
+    if not os.path.isfile(path):
+        raise BundleError(f"{path} is missing from the bundle")
+    size = os.path.getsize(path)
+    if size != entry.get("bytes", size):
+        raise BundleError(f"{path} is {size} bytes, the manifest says {entry['bytes']}: truncated or replaced")
+    if sha256_file(path) != entry.get("sha256"):
+        raise BundleError(f"{path} does not match its sha256 in {MANIFEST}: the file was modified or damaged")
+    return path
+
+
+def read_manifest(bundle: str) -> dict[str, Any]:
+    path = os.path.join(bundle, MANIFEST)
+    if not os.path.isdir(bundle):
+        raise BundleError(f"{bundle} is not a masker bundle directory (write one with `jaxmask export`)")
+    if not os.path.isfile(path):
+        raise BundleError(f"{bundle} is not a masker bundle: {MANIFEST} is missing")
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BundleError(f"{path} is not valid JSON ({error}): the bundle is damaged") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"{path} is not a {FORMAT} manifest")
+    version = manifest.get("format_version")
+    if version not in SUPPORTED_FORMAT_VERSIONS:
+        raise BundleError(f"{path} has format_version {version!r}; jaxmask {__version__} reads format "
+                          f"version(s) {list(SUPPORTED_FORMAT_VERSIONS)}: use the jaxmask that wrote it "
+                          f"(jaxmask_version {manifest.get('jaxmask_version')!r}) or re-export")
+    if version >= 2 and manifest.get(MANIFEST_CHECKSUM) != manifest_checksum(manifest):
+        raise BundleError(f"{path} does not match its {MANIFEST_CHECKSUM}: the manifest was edited or damaged; "
+                          "re-export the bundle with `jaxmask export`")
+    cross_check(manifest, path)
+    return manifest
+
+
+def _positive_int(value, name: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BundleError(f"{where}: {name}={value!r} must be a positive integer: the bundle is damaged")
+    return value
+
+
+def cross_check(manifest: dict, where: str) -> None:
+    """The fields that decide what is released, checked against each other before anything is masked."""
+    try:
+        size = _positive_int(manifest["image_size"], "image_size", where)
+        _positive_int(manifest["channels"], "channels", where)
+        fraction = manifest["topk_fraction"]
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            raise BundleError(f"{where}: topk_fraction={fraction!r} must lie in (0, 1]: the bundle is damaged")
+        expected = topk.num_revealed(fraction, size, size)
+        if manifest["k"] != expected:
+            raise BundleError(f"{where}: k={manifest['k']!r} but round(topk_fraction·H·W) = round({fraction}·"
+                              f"{size}·{size}) = {expected}: the manifest was edited or damaged; re-export")
+        if manifest["values"] not in VALUE_MODES:
+            raise BundleError(f"{where}: values={manifest['values']!r} is not one of {VALUE_MODES}")
+        for role, model in manifest["model"].items():
+            if model is None:
+                continue
+            widths = model["widths"]
+            if not isinstance(widths, list) or not widths:
+                raise BundleError(f"{where}: model.{role}.widths={widths!r} must be a non-empty list: "
+                                  "the bundle is damaged")
+            for width in widths:
+                _positive_int(width, f"model.{role}.widths", where)
+            if model["dtype"] not in _DTYPES:
+                raise BundleError(f"{where}: model.{role}.dtype={model['dtype']!r} is not one of {sorted(_DTYPES)}")
+        if not isinstance(manifest["files"], dict):
+            raise BundleError(f"{where}: files must be an object of file name → checksum")
+    except (KeyError, TypeError, AttributeError) as error:
+        raise BundleError(f"{where} is incomplete or malformed ({type(error).__name__}: {error})") from None
