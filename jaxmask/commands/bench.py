@@ -42,7 +42,7 @@ def define_flags() -> None:
     flags.DEFINE_alias("compare-torch", "compare_torch")
     flags.DEFINE_list("torch_variants", ["eager"],
                       "PyTorch variants with --compare_torch: eager (NCHW), eager_cl (channels_last), "
-                      "compile (torch.compile).")
+                      "compile / compile_cl (torch.compile + fused Adam, NCHW / channels_last).")
     flags.DEFINE_bool("check", True, "With --compare_torch: run the one-step equivalence check first.")
     flags.DEFINE_string("torch_reference", None, "Path of torch_reference.py (default: the checkout's).")
     flags.DEFINE_bool("sgemm", None, "Time numpy's sgemm as the peak (default: on CPU only).")
