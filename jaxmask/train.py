@@ -165,7 +165,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 eta = (config.num_rounds - step) * times["window_s"] / window_rounds
                 if jax.process_index() == 0:
                     _log(step, config.num_rounds, train_metrics, images_per_s, eta, times)
-                writer.write(step, "train", {**train_metrics, "images_per_s": images_per_s, **times})
+                train_metrics = {**train_metrics, "images_per_s": images_per_s, **times}
+                writer.write(step, "train", train_metrics)
                 window, window_rounds = None, 0
                 timer.reset()
             if stopping:
