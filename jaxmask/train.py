@@ -136,13 +136,14 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 window, window_rounds = None, 0
                 timer.reset()
             is_last = step == config.num_rounds
+            evaluating = step % config.eval_every == 0 or is_last
             logging_now = window is not None and (step % config.log_every == 0 or is_last)
             if logging_now:
                 with timer.phase("round"):   # waits for the window's rounds to finish
                     train_metrics = {k: float(v) / window_rounds for k, v in jax.device_get(window).items()}
                 # Before any checkpoint of these rounds is saved.
                 _check_finite(step, train_metrics)
-            if step % config.eval_every == 0 or is_last:
+            if evaluating:
                 with timer.phase("round"):   # queued rounds finish here, not inside the evaluation
                     jax.block_until_ready(state)
                 with timer.phase("eval"):
@@ -150,7 +151,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                                                   cache=validation_cache)
                 logging.info("round %d validation: %s", step,
                              " ".join(f"{k}={v:.4f}" for k, v in eval_metrics.items()))
-                writer.write(step, "validation", eval_metrics)
             # After the evaluation: a resumed run starts after this round and would skip it.
             stopping = stop.requested or checkpoints.reached_preemption(step)
             if (config.checkpoint_every > 0 and step % config.checkpoint_every == 0) or is_last or stopping:
@@ -169,6 +169,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 writer.write(step, "train", train_metrics)
                 window, window_rounds = None, 0
                 timer.reset()
+            if evaluating:   # after the round's train record: records stay ordered by (step, split)
+                writer.write(step, "validation", eval_metrics)
             if stopping:
                 logging.warning("stopped at round %d (%s) with a checkpoint: run again to resume",
                                 step, stop.reason or "preemption")
