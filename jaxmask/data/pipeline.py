@@ -7,8 +7,12 @@ HWC in [0, 1]), ``label`` and ``identity`` (int32, -1 when unknown);
 ``get_source`` picks it from the config: SynthFaces generated in memory (the
 default), or a dataset prepared by ``jaxmask prepare`` read with
 ``tfds.data_source`` (ArrayRecord) and decoded per record by ``decode_record``.
-Sources are lazy, so only the indices are sharded and shuffled; each record is
-read and decoded when its batch is assembled (in grain workers if any).
+Sources are lazy, so only the indices are sharded and shuffled. By default
+(``config.data.cache``) each process decodes its shard once into a uint8
+``cache.ShardCache`` and batches are index gathers from it; without the cache
+each record is read and decoded when its batch is assembled (in grain workers
+if any). Both give the same batches for the same seed. Under jit the loop
+takes them already placed on the mesh (``device.prefetch_to_mesh``).
 
 Each process reads only its own shard (``ShardByJaxProcess`` semantics:
 process i of n takes records i, i + n, …) and batches ``global batch / n``
