@@ -71,6 +71,13 @@ def _log(step, num_rounds, metrics, images_per_s, eta_s, times):
                  time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0))), share, parts)
 
 
+def _train_round(steps: parallel.ParallelSteps, state, batches):
+    """Batches already on the mesh go straight to the compiled round; host batches are placed by ``steps``."""
+    if all(isinstance(x, jax.Array) for x in jax.tree.leaves(batches)):
+        return steps.round_fn(state, batches)
+    return steps.train_round(state, batches)
+
+
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     """Trains the masker and Φ of ``config``; returns the gathered state and last metrics."""
     # ---- Setup: devices, steps, data.
@@ -97,7 +104,6 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     # jit: batches reach the round already on the mesh, placed ahead by a
     # prefetch thread (pmap splits host batches itself).
     mesh = steps.mesh if steps.mode == "jit" else None
-    train_round = steps.round_fn if mesh is not None else steps.train_round
     data = pipeline.train_iterator(
         train_source, global_batch=config.batch_size, steps_per_round=rounds_batches,
         seed=config.seed, worker_count=config.data.worker_count, prefetch=config.data.prefetch,
@@ -126,7 +132,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
             with timer.phase("input"):
                 batches = next(data)
             with timer.phase("round"):   # dispatch only: the round runs on while the loop goes on
-                state, metrics = train_round(state, batches)
+                state, metrics = _train_round(steps, state, batches)
                 # Accumulate on device: no host sync until the log line.
                 window = metrics if window is None else jax.tree.map(jnp.add, window, metrics)
             window_rounds += 1
