@@ -108,8 +108,9 @@ class ShardCache:
             images = np.concatenate([p[0] for p in parts])
             labels = np.concatenate([p[1] for p in parts])
         cache = cls(images=images, labels=labels)
-        logging.info("decoded %d records of %r into a %.1f MB uint8 cache in %.1f s", len(cache), source,
-                     cache.nbytes / 1e6, time.perf_counter() - start)
+        logging.info("decoded %d records of %s into a %.1f MB uint8 cache in %.1f s", len(cache),
+                     getattr(source, "description", type(source).__name__), cache.nbytes / 1e6,
+                     time.perf_counter() - start)
         return cache
 
 
