@@ -136,4 +136,5 @@ def test_bench_end_to_end_smoke(tmp_path):
     assert _positive(e2e["images_per_s"]) and e2e["images_per_s_training"] >= e2e["images_per_s"]
     assert e2e["eval_fraction"] > 0 and 0 <= e2e["input_fraction"] <= 1
     assert report["ratio_end_to_end_over_round"] == e2e["images_per_s"] / report["round"]["images_per_s"]
+    assert 0 < report["training_time_in_round"] <= 1
     assert "end-to-end / round:" in proc.stdout
