@@ -35,14 +35,21 @@ class MetricsWriter:
     """
 
     def __init__(self, workdir: str, *, purge_step: int | None = None, tensorboard: bool = True):
+        self.workdir, self.purge_step, self.tensorboard = workdir, purge_step, tensorboard
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.enabled = jax.process_index() == 0
         self.summary = None
-        if self.enabled and tensorboard:
+
+    def _summary_writer(self):
+        # Opened at the first record, not before the first round: process 0
+        # must not reach the round's first collective seconds after the others
+        # (multi-process CPU runs time out after 30 s there).
+        if self.summary is None and self.tensorboard:
             from tensorboardX import SummaryWriter   # only the writing process needs it
             # flush_secs is a fallback: write() flushes once per record anyway
             # (one per log window), so a crash loses nothing that was logged.
-            self.summary = SummaryWriter(workdir, purge_step=purge_step or None, flush_secs=30)
+            self.summary = SummaryWriter(self.workdir, purge_step=self.purge_step or None, flush_secs=30)
+        return self.summary
 
     def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
         if not self.enabled:
@@ -50,7 +57,7 @@ class MetricsWriter:
         values = {k: float(v) for k, v in metrics.items()}
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": int(step), "split": split, **values}) + "\n")
-        if self.summary is not None:
+        if self._summary_writer() is not None:
             for key, value in values.items():
                 self.summary.add_scalar(f"{split}/{key}", value, global_step=int(step))
             self.summary.flush()
@@ -58,7 +65,7 @@ class MetricsWriter:
     def close(self) -> None:
         if self.summary is not None:
             self.summary.close()
-            self.summary = None
+        self.summary, self.tensorboard = None, False
 
     def __enter__(self) -> "MetricsWriter":
         return self
