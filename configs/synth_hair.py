@@ -36,7 +36,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.num_test = 2000
     config.data.data_dir = ""        # tfds data dir (prepared datasets)
     config.data.manual_dir = ""      # raw files for `jaxmask prepare`
-    config.data.worker_count = 0     # grain worker processes (0 = in process)
+    config.data.worker_count = 0     # grain worker processes (0 = in process; unused with cache)
+    config.data.cache = True         # decode each process's shard once into host memory (uint8)
     config.data.prefetch = 2         # batches read ahead
 
     # The method (DESIGN.md §1).

@@ -1,14 +1,16 @@
 """``train_and_evaluate(config, workdir)``: the training loop, read top to bottom.
 
 The loop owns I/O and bookkeeping only: batches come from the grain
-pipeline, all math runs inside the compiled steps of ``parallel``, and
+pipeline (decoded once into a uint8 cache and, under jit, placed on the mesh
+ahead of use), all math runs inside the compiled steps of ``parallel``, and
 metrics reach the host once per ``log_every`` rounds (the loop never blocks
-on a scalar in between).
+on a scalar in between). Each log record also says where the window's wall
+time went (input wait, round, evaluation, checkpoint: ``metrics.PhaseTimer``);
+records go to metrics.jsonl and TensorBoard events in the workdir.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -20,29 +22,21 @@ import numpy as np
 from absl import logging
 
 from jaxmask import checkpoint, parallel
+from jaxmask.data import cache as cache_lib
 from jaxmask.data import pipeline
+from jaxmask.metrics import MetricsWriter, PhaseTimer
 
 
-class MetricsWriter:
-    """Appends one JSON object per line to ``workdir/metrics.jsonl`` (process 0 only)."""
+def evaluate_split(steps: parallel.ParallelSteps, state, source, global_batch: int,
+                   cache=None) -> dict[str, float]:
+    """Φ accuracy on the revealed and the hidden part, and the revealed fraction, over ``source``.
 
-    def __init__(self, workdir: str):
-        self.path = os.path.join(workdir, "metrics.jsonl")
-        self.enabled = jax.process_index() == 0
-
-    def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        record = {"step": int(step), "split": split, **{k: float(v) for k, v in metrics.items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
-def evaluate_split(steps: parallel.ParallelSteps, state, source, global_batch: int) -> dict[str, float]:
-    """Φ accuracy on the revealed and the hidden part (and each adversary's, where the game has
-    them: ``accuracy_complement``, ``accuracy_pattern``), and the revealed fraction, over ``source``."""
+    Also each adversary's accuracy, where the game has them (``accuracy_complement``,
+    ``accuracy_pattern``). ``cache``: this process's ``ShardCache`` of ``source``
+    (the same batches, no decoding).
+    """
     totals = None
-    for batch in pipeline.eval_batches(source, global_batch=global_batch):
+    for batch in pipeline.eval_batches(source, global_batch=global_batch, cache=cache):
         sums = steps.eval_step(state, batch)
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     if totals is None:
@@ -68,10 +62,19 @@ def _check_finite(step: int, metrics: dict[str, float]) -> None:
                 "Lower the learning rates, or use float32 if config.dtype is bfloat16.")
 
 
-def _log(step, num_rounds, metrics, images_per_s, eta_s):
+def _log(step, num_rounds, metrics, images_per_s, eta_s, times):
     parts = " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
-    logging.info("round %d/%d  %.1f img/s  ETA %s  %s", step, num_rounds, images_per_s,
-                 time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0))), parts)
+    share = " ".join(f"{name}={100 * times[f'{name}_fraction']:.0f}%"
+                     for name in ("input", "round", "eval", "checkpoint", "other"))
+    logging.info("round %d/%d  %.1f img/s  ETA %s  time: %s  %s", step, num_rounds, images_per_s,
+                 time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0))), share, parts)
+
+
+def _train_round(steps: parallel.ParallelSteps, state, batches):
+    """Batches already on the mesh go straight to the compiled round; host batches are placed by ``steps``."""
+    if all(isinstance(x, jax.Array) for x in jax.tree.leaves(batches)):
+        return steps.round_fn(state, batches)
+    return steps.train_round(state, batches)
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
@@ -90,61 +93,95 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     rounds_batches = config.predictor_steps + config.obfuscator_steps
     train_source = pipeline.get_source(config, "train")
     validation_source = pipeline.get_source(config, "validation")
+    # Decode this process's shard of each split once: batches are then index
+    # gathers, with no per-image work in the loop (jaxmask/data/cache.py).
+    train_cache = validation_cache = None
+    if config.data.cache:
+        shard = pipeline.process_shard()
+        train_cache = cache_lib.ShardCache.build(train_source, *shard)
+        validation_cache = cache_lib.ShardCache.build(validation_source, *shard)
+    # jit: batches reach the round already on the mesh, placed ahead by a
+    # prefetch thread (pmap splits host batches itself).
+    mesh = steps.mesh if steps.mode == "jit" else None
     data = pipeline.train_iterator(
         train_source, global_batch=config.batch_size, steps_per_round=rounds_batches,
-        seed=config.seed, worker_count=config.data.worker_count, prefetch=config.data.prefetch)
+        seed=config.seed, worker_count=config.data.worker_count, prefetch=config.data.prefetch,
+        cache=train_cache if config.data.cache else False, mesh=mesh)
     state = steps.init_state(jax.random.key(config.seed))
     # Resume from the workdir's latest checkpoint, if any.
     state = checkpoints.resume(steps, state, data)
-    writer = MetricsWriter(workdir)
     if jax.process_index() == 0:   # one writer: a pod's hosts share the workdir
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
 
     # ---- Loop.
     first_round = int(jax.device_get(steps.gather_state(state).step))
-    window, window_rounds, window_start = None, 0, time.time()
+    # A resumed run rewrites the rounds after its checkpoint: TensorBoard drops the killed run's.
+    writer = MetricsWriter(workdir, purge_step=first_round + 1 if first_round else None)
+    timer = PhaseTimer()
+    window, window_rounds = None, 0
     train_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
     images_per_round = config.batch_size * rounds_batches
     # Checkpoints every checkpoint_every rounds, at the end, and when SIGTERM/SIGINT
     # (or a multi-process preemption) asks to stop: the round finishes, then saves.
-    with checkpoints, checkpoint.StopOnSignal() as stop:
+    with checkpoints, writer, checkpoint.StopOnSignal() as stop:
         for round_index in range(first_round, config.num_rounds):
             step = round_index + 1
-            state, metrics = steps.train_round(state, next(data))
-            # Accumulate on device: no host sync until the log line.
-            window = metrics if window is None else jax.tree.map(jnp.add, window, metrics)
+            with timer.phase("input"):
+                batches = next(data)
+            with timer.phase("round"):   # dispatch only: the round runs on while the loop goes on
+                state, metrics = _train_round(steps, state, batches)
+                # Accumulate on device: no host sync until the log line.
+                window = metrics if window is None else jax.tree.map(jnp.add, window, metrics)
             window_rounds += 1
             if round_index == first_round:
                 jax.block_until_ready(state)
-                logging.info("first round (compilation included) took %.1f s", time.time() - window_start)
-                window, window_rounds, window_start = None, 0, time.time()
+                logging.info("first round (compilation included) took %.1f s", timer.elapsed())
+                window, window_rounds = None, 0
+                timer.reset()
             is_last = step == config.num_rounds
-            if window is not None and (step % config.log_every == 0 or is_last):
-                train_metrics = {k: float(v) / window_rounds for k, v in jax.device_get(window).items()}
+            evaluating = step % config.eval_every == 0 or is_last
+            logging_now = window is not None and (step % config.log_every == 0 or is_last)
+            if logging_now:
+                with timer.phase("round"):   # waits for the window's rounds to finish
+                    train_metrics = {k: float(v) / window_rounds for k, v in jax.device_get(window).items()}
+                # Before any checkpoint of these rounds is saved.
                 _check_finite(step, train_metrics)
-                elapsed = time.time() - window_start
-                images_per_s = window_rounds * images_per_round / max(elapsed, 1e-9)
-                eta = (config.num_rounds - step) * elapsed / window_rounds
-                if jax.process_index() == 0:
-                    _log(step, config.num_rounds, train_metrics, images_per_s, eta)
-                writer.write(step, "train", {**train_metrics, "images_per_s": images_per_s})
-                window, window_rounds, window_start = None, 0, time.time()
-            if step % config.eval_every == 0 or is_last:
-                eval_metrics = evaluate_split(steps, state, validation_source, config.batch_size)
+            if evaluating:
+                with timer.phase("round"):   # queued rounds finish here, not inside the evaluation
+                    jax.block_until_ready(state)
+                with timer.phase("eval"):
+                    eval_metrics = evaluate_split(steps, state, validation_source, config.batch_size,
+                                                  cache=validation_cache)
                 logging.info("round %d validation: %s", step,
                              " ".join(f"{k}={v:.4f}" for k, v in eval_metrics.items()))
-                writer.write(step, "validation", eval_metrics)
-                window_start = time.time()
             # After the evaluation: a resumed run starts after this round and would skip it.
             stopping = stop.requested or checkpoints.reached_preemption(step)
             if (config.checkpoint_every > 0 and step % config.checkpoint_every == 0) or is_last or stopping:
-                checkpoints.save(step, steps.gather_state(state), data)
+                with timer.phase("round"):
+                    jax.block_until_ready(state)
+                with timer.phase("checkpoint"):
+                    checkpoints.save(step, steps.gather_state(state), data)
+            if logging_now:
+                # The window's wall time includes this round's evaluation and checkpoint.
+                times = timer.fractions()
+                images_per_s = window_rounds * images_per_round / times["window_s"]
+                eta = (config.num_rounds - step) * times["window_s"] / window_rounds
+                if jax.process_index() == 0:
+                    _log(step, config.num_rounds, train_metrics, images_per_s, eta, times)
+                train_metrics = {**train_metrics, "images_per_s": images_per_s, **times}
+                writer.write(step, "train", train_metrics)
+                window, window_rounds = None, 0
+                timer.reset()
+            if evaluating:   # after the round's train record: records stay ordered by (step, split)
+                writer.write(step, "validation", eval_metrics)
             if stopping:
                 logging.warning("stopped at round %d (%s) with a checkpoint: run again to resume",
                                 step, stop.reason or "preemption")
                 break
+    if hasattr(data, "close"):
+        data.close()   # stops the prefetch threads now, not at interpreter exit
 
     return {"state": steps.gather_state(state), "train": train_metrics, "validation": eval_metrics,
             "method": steps.method, "stopped_by": stop.reason}

@@ -113,3 +113,28 @@ def test_xla_defaults_only_on_measured_jaxlib():
         "xla_cpu_experimental_ynn_fusion_type": "-individual_convolution"}
     assert platform.xla_defaults((0, 11)) == {}   # unknown XLA flags abort: never guess
     assert platform.xla_defaults((0, 9)) == {}
+
+
+def test_bench_end_to_end_smoke(tmp_path):
+    """--end_to_end runs its three measurements on a prepared tiny synth_faces (numbers not judged)."""
+    out = tmp_path / "e2e.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxmask.cli", "bench", "--end_to_end",
+         "--config", str(ROOT / "configs" / "synth_hair.py") + ":smoke", "--num_train=64",
+         f"--data_dir={tmp_path / 'tfds'}", "--rounds=2", "--workers=0", "--input_seconds=0.2",
+         f"--json={out}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report["input_images_per_s"]) == {
+        "records_decoded_workers0", "cache_build_threads1", f"cache_build_threads{os.cpu_count()}",
+        "cache_host_float", "cache_device_uint8"}
+    assert all(_positive(rate) for rate in report["input_images_per_s"].values())
+    assert len(report["round"]["times_before_s"]) == len(report["round"]["times_after_s"]) == 5
+    e2e = report["end_to_end"]
+    assert _positive(e2e["images_per_s"]) and e2e["images_per_s_training"] >= e2e["images_per_s"]
+    assert e2e["eval_fraction"] > 0 and 0 <= e2e["input_fraction"] <= 1
+    assert report["ratio_end_to_end_over_round"] == e2e["images_per_s"] / report["round"]["images_per_s"]
+    assert 0 < report["training_time_in_round"] <= 1
+    assert "end-to-end / round:" in proc.stdout

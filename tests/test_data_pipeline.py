@@ -1,17 +1,24 @@
-"""grain pipeline over prepared tfds datasets: decode contract, resume, per-process shards, configs, CLI."""
+"""grain pipeline over prepared tfds datasets: decode contract, resume, per-process shards, configs, CLI,
+the uint8 shard cache and batches placed on the mesh."""
 
+import functools
 import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 
+import jax
 import numpy as np
 import pytest
 from conftest import REPO, load_config
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from data_fixtures import build, read_prepared, write_celeba, write_ferplus, write_image_folder
+from jaxmask import parallel
+from jaxmask.data import cache as cache_lib
 from jaxmask.data import pipeline, prepare
 
 SYNTH = dict(task="hair", image_size=32, num_identities=5, seed=3, num_train=24, num_validation=8, num_test=8)
@@ -156,3 +163,74 @@ def test_prepare_command(tmp_path):
     (raw / "fer2013.csv").unlink()
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 1 and "missing" in done.stderr and "fer2013.csv" in done.stderr
+
+
+# ---- the decode-once cache and batches placed on the mesh (jaxmask/data/cache.py, device.py)
+
+def _take(iterator, n):
+    return [jax.device_get(next(iterator)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["in_memory", "tfds"])
+def test_cached_batches_equal_the_per_record_batches(prepared, synth_dir):
+    source = pipeline.get_source(synth_config(synth_dir if prepared else ""), "train")
+    cache = cache_lib.ShardCache.build(source)
+    assert cache.images.dtype == np.uint8 and cache.images.shape == (24, 32, 32, 3)
+    make = functools.partial(pipeline.train_iterator, source, global_batch=4, steps_per_round=2, seed=7)
+    # 8 rounds of 8 records: past two epoch boundaries (24 records).
+    for want, got in zip(_take(make(cache=False), 8), _take(make(cache=cache), 8)):
+        assert got["image"].dtype == np.float32 and got["image"].shape == (2, 4, 32, 32, 3)
+        np.testing.assert_array_equal(got["image"], want["image"])
+        np.testing.assert_array_equal(got["label"], want["label"])
+    evaluated = [list(pipeline.eval_batches(source, global_batch=8, cache=c)) for c in (None, cache)]
+    assert len(evaluated[0]) == len(evaluated[1]) == 3
+    for want, got in zip(*evaluated):
+        np.testing.assert_array_equal(got["image"], want["image"])
+        np.testing.assert_array_equal(got["label"], want["label"])
+
+
+def test_shard_caches_of_two_processes_are_disjoint_and_cover_the_split(synth_dir):
+    source = pipeline.get_source(synth_config(synth_dir), "train")
+    shards = [cache_lib.ShardCache.build(source, process, 2) for process in (0, 1)]
+    digests = [{_digest(cache_lib.to_float(image)) for image in shard.images} for shard in shards]
+    assert [len(d) for d in digests] == [12, 12]
+    assert not digests[0] & digests[1]
+    assert digests[0] | digests[1] == {_digest(source[i]["image"]) for i in range(24)}
+    assert list(shards[1].labels) == [int(source[i]["label"]) for i in range(1, 24, 2)]
+
+
+def test_batches_placed_on_the_mesh_are_the_host_batches_sharded(synth_dir):
+    source = pipeline.get_source(synth_config(synth_dir), "train")
+    cache = cache_lib.ShardCache.build(source)
+    mesh = parallel.make_mesh(jax.devices())                  # 8 fake CPU devices
+    make = functools.partial(pipeline.train_iterator, source, global_batch=8, steps_per_round=2,
+                             seed=1, cache=cache)
+    placed = make(mesh=mesh)
+    for want in _take(make(), 4):
+        got = next(placed)
+        assert isinstance(got["image"], jax.Array) and got["image"].dtype == np.float32
+        assert got["image"].sharding == NamedSharding(mesh, P(None, "data"))
+        assert len(got["image"].sharding.device_set) == 8
+        # uint8 moved, converted on device: the same bits as the host conversion.
+        np.testing.assert_array_equal(np.asarray(got["image"]), want["image"])
+        np.testing.assert_array_equal(np.asarray(got["label"]), want["label"])
+    placed.close()
+
+
+def test_prefetched_iterator_saves_the_position_of_the_batches_used(synth_dir):
+    source = pipeline.get_source(synth_config(synth_dir), "train")
+    mesh = parallel.make_mesh(jax.devices())
+    make = lambda: pipeline.train_iterator(source, global_batch=8, steps_per_round=1, seed=5,
+                                           cache=cache_lib.ShardCache.build(source), mesh=mesh, prefetch=3)
+    iterator = make()
+    _take(iterator, 4)
+    time.sleep(0.2)              # let the prefetch threads run ahead of the loop
+    state = json.loads(json.dumps(iterator.get_state()))      # what a checkpoint stores
+    expected = _take(iterator, 4)
+    restored = make()
+    restored.set_state(state)
+    for want, got in zip(expected, _take(restored, 4)):
+        np.testing.assert_array_equal(got["image"], want["image"])
+        np.testing.assert_array_equal(got["label"], want["label"])
+    assert not np.array_equal(_take(make(), 1)[0]["image"], expected[0]["image"])
+    iterator.close(), restored.close()

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO, load_config
+from test_metrics import read_scalars
 
 
 def test_cli_train_smoke_writes_metrics(tmp_path):
@@ -25,7 +26,21 @@ def test_cli_train_smoke_writes_metrics(tmp_path):
     assert train and validation
     assert {"predictor_loss", "obfuscator_loss", "predictor_accuracy", "images_per_s"} <= set(train[-1])
     assert validation[-1]["step"] == 6 and validation[-1]["revealed_fraction"] == pytest.approx(0.25, abs=1e-3)
-    assert "round 6/6" in result.stderr
+    assert "round 6/6" in result.stderr and "time: input=" in result.stderr
+    # Where each window's time went: fractions of its wall time, summing to one.
+    phases = [f"{name}_fraction" for name in ("input", "round", "eval", "checkpoint", "other")]
+    for record in train:
+        assert all(0.0 <= record[key] <= 1.0 for key in phases), record
+        assert sum(record[key] for key in phases) == pytest.approx(1.0)
+    # Round 6 evaluated and checkpointed inside its window.
+    assert train[-1]["step"] == 6 and train[-1]["eval_fraction"] > 0 and train[-1]["checkpoint_fraction"] > 0
+    # The same records as TensorBoard scalars in the workdir, at the same steps.
+    scalars = read_scalars(workdir)
+    for split, records_of_split in (("train", train), ("validation", validation)):
+        for key in set(records_of_split[-1]) - {"step", "split"}:
+            assert scalars[f"{split}/{key}"] == [
+                (r["step"], pytest.approx(r[key], rel=1e-6)) for r in records_of_split], key
+    assert [step for step, _ in scalars["train/input_fraction"]] == [2, 4, 6]
 
 
 def test_non_finite_loss_stops_with_the_metric_named(tmp_path):

@@ -4,11 +4,17 @@
     jaxmask bench --batch_size=64,256 --dtype=float32,bfloat16 --json=/tmp/bench.json
     jaxmask bench --compare-torch                      # + the PyTorch reference, alternating
     jaxmask bench --config=configs/synth_hair.py:smoke --repeats=5
+    jaxmask bench --end_to_end                         # input pipeline, round, train end to end
 
 Without --config the model is configs/synth_hair.py:paper (64×64, widths
 (32, 64, 128, 256)) at batch 64; with it, the config's model and batch, and
 the flags below override single fields. Timings and their method:
 jaxmask/bench.py; results and how they were taken: benchmarks/RESULTS.md.
+
+--end_to_end (jaxmask/bench_e2e.py) instead measures, in this one process,
+the input pipeline alone, the compiled round alone and ``train_and_evaluate``
+on a prepared dataset (synth_faces: prepared under --data_dir if missing),
+and prints end-to-end / round.
 """
 
 from __future__ import annotations
@@ -42,12 +48,20 @@ def define_flags() -> None:
     flags.DEFINE_alias("compare-torch", "compare_torch")
     flags.DEFINE_list("torch_variants", ["eager"],
                       "PyTorch variants with --compare_torch: eager (NCHW), eager_cl (channels_last), "
-                      "compile (torch.compile).")
+                      "compile / compile_cl (torch.compile + fused Adam, NCHW / channels_last).")
     flags.DEFINE_bool("check", True, "With --compare_torch: run the one-step equivalence check first.")
     flags.DEFINE_string("torch_reference", None, "Path of torch_reference.py (default: the checkout's).")
     flags.DEFINE_bool("sgemm", None, "Time numpy's sgemm as the peak (default: on CPU only).")
     flags.DEFINE_string("json", None, "Write the full report as JSON here ('-' for stdout).")
     flags.DEFINE_integer("seed", 0, "Seed of the weights and synthetic batches.")
+    flags.DEFINE_bool("end_to_end", False, "Input pipeline, round and train_and_evaluate on a prepared "
+                      "dataset, with the ratio end-to-end / round (jaxmask/bench_e2e.py).")
+    flags.DEFINE_integer("rounds", 4, "--end_to_end: rounds timed after the first (compiling) one.")
+    flags.DEFINE_string("data_dir", None, "--end_to_end: tfds data dir (default: the config's, else "
+                        "a jaxmask_bench_tfds folder in the temp dir).")
+    flags.DEFINE_integer("num_train", 4096, "--end_to_end on synth_faces: train images to prepare.")
+    flags.DEFINE_list("workers", ["0", "2"], "--end_to_end: grain worker counts for the per-record path.")
+    flags.DEFINE_float("input_seconds", 3.0, "--end_to_end: timing window per input measurement.")
 
 
 def _ints(values):
@@ -70,6 +84,43 @@ def specs():
             for b in batch_sizes for d in dtypes]
 
 
+def end_to_end_config():
+    """The config --end_to_end runs: --config (or configs/synth_hair.py:paper at batch 64) on tfds."""
+    import os
+    import tempfile
+
+    from jaxmask import config_files
+    config = FLAGS.config
+    if config is None:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        config = config_files.load(os.path.join(root, "configs", "synth_hair.py"), "paper")
+        config.batch_size = 64
+    config = config.copy_and_resolve_references()
+    if FLAGS.batch_size:
+        config.batch_size = int(FLAGS.batch_size[0])
+    if FLAGS.dtype:
+        config.dtype = FLAGS.dtype[0]
+    config.data.data_dir = (FLAGS.data_dir or config.data.data_dir
+                            or os.path.join(tempfile.gettempdir(), "jaxmask_bench_tfds"))
+    if config.dataset == "synth_faces":
+        config.data.num_train = FLAGS.num_train
+    return config
+
+
+def main_end_to_end() -> None:
+    from jaxmask import bench, bench_e2e
+    config = end_to_end_config()
+    report = bench_e2e.run(config, rounds=FLAGS.rounds, repeats=FLAGS.repeats,
+                           workers=tuple(int(w) for w in FLAGS.workers), seconds=FLAGS.input_seconds)
+    report = {"environment": bench.environment(), "argv": sys.argv, "config": config.to_dict(), **report}
+    print(bench_e2e.format_report(report), flush=True)
+    if FLAGS.json == "-":
+        print(json.dumps(report, indent=1, default=str))
+    elif FLAGS.json:
+        with open(FLAGS.json, "w") as f:
+            json.dump(report, f, indent=1, default=str)
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"jaxmask bench: unexpected arguments {argv[1:]}")
@@ -81,6 +132,8 @@ def main(argv) -> None:
         raise SystemExit(f"--benchmarks: unknown {sorted(unknown)}; choose from round, masker, topk")
     from jaxmask import platform
     platform.configure_xla_defaults()   # idempotent; cli.main normally did it already
+    if FLAGS.end_to_end:
+        return main_end_to_end()
     from jaxmask import bench
     torch_reference = bench.load_torch_reference(FLAGS.torch_reference) if FLAGS.compare_torch else None
     report = {"environment": bench.environment(), "argv": sys.argv, "runs": []}

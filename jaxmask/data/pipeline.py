@@ -7,8 +7,12 @@ HWC in [0, 1]), ``label`` and ``identity`` (int32, -1 when unknown);
 ``get_source`` picks it from the config: SynthFaces generated in memory (the
 default), or a dataset prepared by ``jaxmask prepare`` read with
 ``tfds.data_source`` (ArrayRecord) and decoded per record by ``decode_record``.
-Sources are lazy, so only the indices are sharded and shuffled; each record is
-read and decoded when its batch is assembled (in grain workers if any).
+Sources are lazy, so only the indices are sharded and shuffled. By default
+(``config.data.cache``) each process decodes its shard once into a uint8
+``cache.ShardCache`` and batches are index gathers from it; without the cache
+each record is read and decoded when its batch is assembled (in grain workers
+if any). Both give the same batches for the same seed. Under jit the loop
+takes them already placed on the mesh (``device.prefetch_to_mesh``).
 
 Each process reads only its own shard (``ShardByJaxProcess`` semantics:
 process i of n takes records i, i + n, …) and batches ``global batch / n``
@@ -26,6 +30,8 @@ import grain
 import jax
 import numpy as np
 from PIL import Image
+
+from jaxmask.data import cache as cache_lib
 
 TRAIN_FIELDS = ("image", "label")
 
@@ -53,18 +59,40 @@ def _narrow(source, fields):
 
 
 def train_iterator(source, *, global_batch: int, steps_per_round: int, seed: int,
-                   worker_count: int = 0, prefetch: int = 2,
+                   worker_count: int = 0, prefetch: int = 2, cache=None, mesh=None,
                    process_index: int | None = None, process_count: int | None = None):
     """Endless iterator of stacked batches ``{"image": (S, b, H, W, C), "label": (S, b)}``.
 
     S = ``steps_per_round`` (one batch per step of a round), b = global_batch /
     process_count. Reshuffled every epoch from ``seed``. The returned grain
     iterator has ``get_state()``/``set_state()`` to resume at the exact next batch.
+
+    ``cache``: a ``cache.ShardCache`` of this process's shard of ``source``
+    (or True to build one): batches are gathered from it by index, the same
+    batches as without it, and ``worker_count`` is not used. ``mesh``: batches
+    come out as global arrays on it, ``prefetch`` of them placed ahead
+    (``jaxmask.data.device``); None: host numpy arrays.
     """
     index, count = process_shard(process_index, process_count)
     if global_batch % count:
         raise ValueError(f"global batch {global_batch} is not divisible by the {count} processes")
     local_batch = global_batch // count
+    if cache is True or isinstance(cache, cache_lib.ShardCache):
+        if cache is True:
+            cache = cache_lib.ShardCache.build(source, index, count)
+        iterable = cache_lib.train_dataset(cache, local_batch=local_batch, steps_per_round=steps_per_round,
+                                           seed=seed, float_images=mesh is None)
+    else:
+        iterable = _record_dataset(source, local_batch, steps_per_round, seed, worker_count, prefetch,
+                                   index, count)
+    if mesh is not None:
+        from jaxmask.data import device
+        iterable = device.prefetch_to_mesh(iterable, mesh, host_buffer=prefetch, device_buffer=prefetch)
+    return iter(iterable)
+
+
+def _record_dataset(source, local_batch, steps_per_round, seed, worker_count, prefetch, index, count):
+    """Stacked batches read and decoded record by record (in grain workers if ``worker_count``)."""
     dataset = _shard(grain.MapDataset.source(_narrow(source, TRAIN_FIELDS)), index, count)
     if len(dataset) < local_batch:
         raise ValueError(
@@ -83,19 +111,27 @@ def train_iterator(source, *, global_batch: int, steps_per_round: int, seed: int
     iterable = iterable.batch(local_batch, drop_remainder=True).batch(steps_per_round, drop_remainder=True)
     if worker_count > 0:
         iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
-    return iter(iterable)
+    return iterable
 
 
-def eval_batches(source, *, global_batch: int, fields=TRAIN_FIELDS,
+def eval_batches(source, *, global_batch: int, fields=TRAIN_FIELDS, cache=None,
                  process_index: int | None = None, process_count: int | None = None
                  ) -> Iterator[dict[str, np.ndarray]]:
     """One ordered pass over ``source`` in this process's share of ``global_batch``.
 
     The remainder that does not fill a global batch is dropped (the caller
-    reports the count it evaluated).
+    reports the count it evaluated). ``cache``: a ``cache.ShardCache`` of this
+    process's shard of ``source`` to slice the same batches from (image and
+    label only).
     """
     index, count = process_shard(process_index, process_count)
     local_batch = global_batch // count
+    if cache is not None:
+        if set(fields) != set(TRAIN_FIELDS):
+            raise ValueError(f"a cache holds {TRAIN_FIELDS}, not {tuple(fields)}")
+        yield from cache_lib.eval_batches(cache, local_batch=local_batch,
+                                          num_batches=len(source) // global_batch)
+        return
     dataset = _shard(grain.MapDataset.source(_narrow(source, fields)), index, count)
     dataset = dataset.map(functools.partial(_select, tuple(fields)))
     num_batches = len(source) // global_batch
