@@ -170,7 +170,8 @@ def export_masker(state, config, out_dir: str, *, step: int, metrics: dict | Non
         if with_classifier:
             files[CLASSIFIER_FILE] = _write_arrays(
                 tmp, CLASSIFIER_FILE, _player_variables(_player(state, "phi")),
-                _classifier_module(model["classifier"]), (size, size, channels), "classifier")
+                _classifier_module(model["classifier"]),
+                (size, size, channels + (1 if _config_value(config, "mask_channel") else 0)), "classifier")
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -218,12 +219,15 @@ def _read_arrays(path: str, expected: dict) -> dict[str, Any]:
     return traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v) for k, v in flat.items()})
 
 
-def _release(masker, variables, images, k: int, values: str):
+def _release(masker, variables, images, k: int, values: str, cap_threshold: float | None = None):
     # steps.mask_images, restated because steps imports the optimiser stack
     # (optax), which loading a masker must not need; tests/test_export.py checks
     # that both give identical arrays.
     m = masker.apply(variables, images, train=False)
-    keep, _ = topk.topk_split(m, k, values)
+    if cap_threshold is not None:     # trained with reveal='cap': at most k, only scores above the cap
+        keep, _ = topk.capped_split(m, k, cap_threshold)
+    else:
+        keep, _ = topk.topk_split(m, k, values)
     return keep * images, keep
 
 
@@ -253,7 +257,10 @@ class MaskerBundle:
         classifier_model = manifest["model"].get("classifier")
         self.classifier = None if classifier_variables is None else _classifier_module(classifier_model)
         self.classifier_variables = classifier_variables
-        self._release = jax.jit(functools.partial(_release, self.masker), static_argnums=(2, 3))
+        # reveal='cap' trainings release at most k pixels, those scored above cap_threshold.
+        self.cap_threshold = (float(self.config.get("cap_threshold", 0.5))
+                              if self.config.get("reveal", "exact") == "cap" else None)
+        self._release = jax.jit(functools.partial(_release, self.masker), static_argnums=(2, 3, 4))
         self._scores = jax.jit(functools.partial(self.masker.apply, train=False))
 
     @property
@@ -284,7 +291,7 @@ class MaskerBundle:
         if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
             raise ValueError(f"this masker takes (B, {self.image_size}, {self.image_size}, {self.channels}) "
                              f"images in [0, 1]; got shape {tuple(images.shape)}")
-        return self._release(self.variables, images, self.num_revealed(topk_fraction), values)
+        return self._release(self.variables, images, self.num_revealed(topk_fraction), values, self.cap_threshold)
 
     __call__ = mask
 
@@ -326,7 +333,10 @@ def load_masker(path) -> MaskerBundle:
             if not model.get("classifier"):
                 raise BundleError(f"{manifest_path} lists {CLASSIFIER_FILE} but no classifier model")
             classifier = _classifier_module(model["classifier"])
-            classifier_variables = _read_arrays(paths[CLASSIFIER_FILE], _abstract_variables(classifier, image_shape))
+            # With the mask channel Φ sees the part plus its 0/1 mask: one more input channel.
+            extra = 1 if (manifest.get("config") or {}).get("mask_channel") else 0
+            classifier_shape = image_shape[:2] + (image_shape[2] + extra,)
+            classifier_variables = _read_arrays(paths[CLASSIFIER_FILE], _abstract_variables(classifier, classifier_shape))
         return MaskerBundle(bundle, manifest, variables, classifier_variables)
     except (KeyError, TypeError, AttributeError) as error:
         raise BundleError(f"{manifest_path} is incomplete or malformed ({type(error).__name__}: {error})") from None

@@ -249,7 +249,8 @@ def mask_folder(bundle, input_dir: str, output_dir: str, *, values: str | None =
                 if pixels is None:    # not queued (memory): decode again
                     pixels, mode, fmt = release.read_image(os.path.join(in_root, rel), max_pixels)
                 height, width = pixels.shape[:2]
-                keep = release.reveal(small, height, width, release.revealed_count(fraction, height, width))
+                keep = release.reveal(small, height, width, release.revealed_count(fraction, height, width),
+                                      bundle.cap_threshold)
                 soft = upsample_nearest(small, height, width) if values == "soft" else None
                 release.save_image(out_path, release.released_pixels(pixels, mode, keep, fill, soft), fmt, fill)
                 if save_masks:

@@ -170,14 +170,24 @@ def revealed_count(fraction: float, height: int, width: int) -> int:
     return k
 
 
-def reveal(scores: np.ndarray, height: int, width: int, k: int) -> np.ndarray:
-    """Bool (height, width) with exactly ``k`` True: the top-scored model pixels' blocks (module doc)."""
+def reveal(scores: np.ndarray, height: int, width: int, k: int, cap_threshold: float | None = None
+           ) -> np.ndarray:
+    """Bool (height, width) with exactly ``k`` True: the top-scored model pixels' blocks (module doc).
+
+    ``cap_threshold`` (a bundle trained with reveal='cap'): K is a cap, so only
+    blocks scored above it are revealed, at most ``k`` pixels.
+    """
     rows, cols = nearest_indices(scores.shape[0], height), nearest_indices(scores.shape[1], width)
     row_count = np.bincount(rows, minlength=scores.shape[0])
     col_count = np.bincount(cols, minlength=scores.shape[1])
     order = np.argsort(-scores.ravel(), kind="stable")            # ties: lower flat index first
     block_sizes = np.outer(row_count, col_count).ravel()[order]
     taken = np.cumsum(block_sizes)
+    if cap_threshold is not None:
+        above = int(np.sum(scores.ravel()[order] > cap_threshold))
+        k = min(k, int(taken[above - 1]) if above else 0)
+        if k == 0:
+            return np.zeros((height, width), bool)
     whole = int(np.searchsorted(taken, k, side="right"))          # blocks revealed entirely
     selected = np.zeros(scores.size, bool)
     selected[order[:whole]] = True
