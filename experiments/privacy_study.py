@@ -9,7 +9,7 @@ Block, Blur, Random-K, the Oracle and every probe), so they share one
 evaluator, one attacker and the same test images. Writes OUT/report/
 (report.md, metrics.json, figures) and prints the probe table.
 
-Variants: a game name (paper | complement | realx | shuffled), optionally
+Variants: ``name`` (trained for every --seeds) or ``name@seed``; a name is a game name (paper | complement | realx | shuffled), optionally
 with ``+channel`` (mask channel on), ``+cap`` (reveal=cap with sparsity),
 ``+nopattern`` (no mask-pattern adversary), ``+nonadv`` (obfuscator_steps=0),
 ``+obfN`` (N privacy steps per round), ``+advN`` (N adversary updates per
@@ -73,8 +73,10 @@ def main(argv):
     out = os.path.abspath(FLAGS.out)
     os.makedirs(out, exist_ok=True)
     bundles, timings = {}, {}
-    for variant in FLAGS.variants:
-        for seed in (int(s) for s in FLAGS.seeds):
+    runs = [(v.split("@")[0], [int(v.split("@")[1])] if "@" in v else [int(s) for s in FLAGS.seeds])
+            for v in FLAGS.variants]
+    for variant, seeds in runs:
+        for seed in seeds:
             name = f"{variant} s{seed}"
             workdir = os.path.join(out, variant.replace("+", "_") + f"_s{seed}")
             bundle = os.path.join(workdir, "masker")
@@ -96,6 +98,7 @@ def main(argv):
     eval_config = evaluate.get_config()
     eval_config.k_sweep = ()
     eval_config.max_train = FLAGS.max_train
+    eval_config.probe_random_k = False
     if FLAGS.eval_epochs:
         eval_config.network.epochs = FLAGS.eval_epochs
     results = evaluate.evaluate(base, bundles, eval_config)

@@ -39,6 +39,7 @@ def random_state(config, seed: int = 0):
 def small_config():
     config = load_config("synth_hair", "smoke")
     config.image_size = IMAGE_SIZE
+    config.topk_fraction = 0.25     # the release tests count k = round(0.25·H·W) at every size
     return config
 
 
@@ -101,8 +102,11 @@ def test_classifier_is_included_on_request(live, tmp_path):
     config, state, method, images = live
     bundle = jaxmask.load_masker(export.export_masker(state, config, tmp_path / "b", step=7,
                                                       with_classifier=True))
-    want = method.phi.apply(state.phi.variables, images, train=False)
-    np.testing.assert_array_equal(bundle.classifier.apply(bundle.classifier_variables, images, train=False), want)
+    # Φ sees the revealed part and, with the mask channel (the default game), its 0/1 mask.
+    inputs = (np.concatenate([images, np.ones((*images.shape[:3], 1), images.dtype)], -1)
+              if method.mask_channel else images)
+    want = method.phi.apply(state.phi.variables, inputs, train=False)
+    np.testing.assert_array_equal(bundle.classifier.apply(bundle.classifier_variables, inputs, train=False), want)
 
 
 def _damage(bundle, how):
