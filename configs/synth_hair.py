@@ -67,7 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.adversary.hidden = 64
     config.adversary.learning_rate = 1e-3
     config.adversary.steps = 4       # adversary updates per round (all members, on the round's batches)
-    config.adversary.reinit_every = 50   # rounds; re-initialise one member per ensemble in turn (0 = never)
+    config.adversary.reinit_every = 50   # rounds; re-initialise one member per ensemble in turn (None = never)
     config.adversary.pattern_weight = 1.0   # Ψ's term in the masker's privacy loss (0 = no Ψ)
 
     # Models.

@@ -90,7 +90,12 @@ class Spec:
             mask_values=self.mask_values, mask_gradient=self.mask_gradient,
             masker_widths=self.masker_widths, phi_widths=self.phi_widths,
             num_classes=self.num_classes, phi_hidden=self.phi_hidden, optimizer=self.optimizer,
-            masker_learning_rate=self.learning_rate, phi_learning_rate=self.learning_rate)
+            masker_learning_rate=self.learning_rate, phi_learning_rate=self.learning_rate,
+            # The paper's game: the one benchmarks/torch_reference.py implements.
+            game="paper", mask_channel=False, reveal="exact", cap_threshold=0.5, sparsity_weight=0.0, seed=0,
+            adversary=SimpleNamespace(complement_widths=(), pattern_widths=(), hidden=0,
+                                      learning_rate=self.learning_rate, steps=0, reinit_every=0,
+                                      pattern_weight=0.0))
 
     @property
     def steps_per_round(self) -> int:

@@ -159,7 +159,7 @@ def build_method(config, axis_name: str | None = None) -> Method:
         pattern=pattern,
         adversary_tx=make_optimizer(config.optimizer, adversary.learning_rate),
         adversary_steps=int(adversary.steps) if (complement or pattern) else 0,
-        reinit_every=int(adversary.reinit_every),
+        reinit_every=int(adversary.reinit_every or 0),
         pattern_weight=float(adversary.pattern_weight),
         seed=int(config.seed),
     )

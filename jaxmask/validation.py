@@ -5,6 +5,7 @@ naming convention are covered without being listed here):
 
   ``*_every``                   an interval in rounds: an integer ≥ 1
   ``num_rounds``, ``*batch_size``, ``*image_size``, ``*_widths`` entries: integers ≥ 1
+                                (ensembles: a list of such lists)
   ``*_steps``                   an integer ≥ 0
   ``*learning_rate``            a finite number > 0
   ``num_classes``               ≥ 2 (one class is no task: Φ is right without looking)
@@ -66,8 +67,11 @@ def _check_field(name: str, value) -> str | None:
         if not isinstance(value, (int, float)) or not 0 < value <= 1:
             return "must lie in (0, 1]"
     elif leaf.endswith("_widths"):
-        if not isinstance(value, (tuple, list)) or not value or not all(_is_int(w) and w >= 1 for w in value):
-            return "must be a non-empty list of integers ≥ 1"
+        # An ensemble's widths (adversary.*_widths) are a list of such lists, one per member.
+        members = value if value and all(isinstance(w, (tuple, list)) for w in value) else [value]
+        for widths in members:
+            if not isinstance(widths, (tuple, list)) or not widths or not all(_is_int(w) and w >= 1 for w in widths):
+                return "must be a non-empty list of integers ≥ 1 (an ensemble: a non-empty list of such lists)"
     return None
 
 
