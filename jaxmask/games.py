@@ -53,7 +53,8 @@ def random_masks(keys, shape, k: int):
     bilinearly upsampled), blocks (an 8×8 grid, nearest) or single pixels, and
     reveals its top-k cells; a faint pixel noise breaks ties. Per-image keys
     make an image's mask independent of the batch it is in and of how the
-    batch is split over devices.
+    batch is split over devices (with the default threefry PRNG; the rbg and
+    unsafe_rbg implementations are not vmap-invariant).
     """
     _, height, width, _ = shape
 

@@ -93,6 +93,11 @@ def make_config(args):
     config.dtype, config.optimizer = "float64", "sgd"
     config.masker_learning_rate = config.phi_learning_rate = 0.05
     config.predictor_steps, config.obfuscator_steps = 1, 1
+    # The paper's game: this worker tests processes, shards and checkpoints, not a
+    # game, and the realx game's random masks drawn with the rbg PRNG (set below
+    # for speed) depend on the per-device batch size (rbg is not vmap-invariant).
+    # tests/test_parallel.py checks the realx game across devices.
+    config.game, config.mask_channel = "paper", False
     # The smallest networks the shapes allow: compile time is the test's cost.
     config.masker_widths, config.phi_widths, config.phi_hidden = (4, 8), (4,), 8
     config.num_rounds = args.rounds
