@@ -76,6 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Probes and mask swap on Random-K too (its reveal ignores the image, so its mask
     # carries nothing by construction, and its hidden part shows 1 − K of every image).
     config.probe_random_k = False
+    config.probe_max_train = 4000    # training images of each probe (0 = all): 3 probes per masker
     config.mask_swap = True          # the retrained evaluator on x_i with image j's mask
     config.max_train = 0             # training images for evaluator/attacker (0 = all)
     config.max_test = 0              # test images (0 = all)
@@ -305,8 +306,10 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
                 row.update(probes.mask_swap(tuned, test["image"], test_revealed, test["label"], seed))
         row.update({f"{key}_retrained": value for key, value in retrained.items()})
         if probe_list and name in probed:
-            row.update(probes.fresh_network_probes(train, test, train_revealed, test_revealed, num_classes,
-                                                   settings, seed, say, name, probe_list))
+            n = len(train["label"]) if eval_config.probe_max_train <= 0 else eval_config.probe_max_train
+            probe_train = {key: value[:n] for key, value in train.items()}
+            row.update(probes.fresh_network_probes(probe_train, test, train_revealed[:n], test_revealed,
+                                                   num_classes, settings, seed, say, name, probe_list))
         if name in models and models[name].metrics:
             row.update({f"in_training_{key}": float(value) for key, value in models[name].metrics.items()
                         if key.startswith("accuracy_") and key != "accuracy_revealed"})
@@ -398,7 +401,8 @@ def _protocol(eval_config, use_dlib: bool) -> dict[str, str]:
                          "as y_i (follows the image) and as y_j (follows the mask)"} if eval_config.mask_swap else {}),
         **({"hidden_part": "fresh networks of two architectures (the ResNet and a plain CNN) trained from scratch "
                            "on the hidden parts concat((1 − h) ⊙ x, 1 − h) of the train images, tested on hidden "
-                           "parts of the test images: what the withheld pixels still say (goal: chance)"}
+                           "parts of the test images: what the withheld pixels still say (goal: chance); every probe "
+                           f"trains on the first {eval_config.probe_max_train or 'all'} training images"}
            if eval_config.hidden_part else {}),
         "k_sweep": "maskers re-ranked at each K (trained at the config's K); networks trained on originals"
                    + (", and fine-tuned per point" if eval_config.sweep_retrained else ""),
