@@ -222,6 +222,8 @@ def test_tpu_pod_config_compiles_on_eight_devices(name):
     changed = {k for k in config if config[k] != single_host[k]}
     assert changed == {"batch_size", "dtype"}
     assert config.batch_size >= 1024 and config.dtype == "bfloat16" and config.parallel == "jit"
+    if name != "celeba_hair_tpu_pod":
+        return   # the same game and shapes but for num_classes: one compile (~1.5 min on 2 cores) is enough
 
     shape = (config.image_size, config.image_size, config.channels)
     steps = parallel.build(config, shape)
