@@ -69,10 +69,11 @@ def reveal_statistics(result, config):
     return recall, float(distance)
 
 
-@pytest.mark.slow
 MEAN_RECALL_MARGIN = 0.15
 CODE_MARGIN = 0.01
 
+
+@pytest.mark.slow
 
 def test_default_game_reveals_more_hair_and_encodes_less_than_the_paper_game(tmp_path):
     stats = {}
