@@ -178,7 +178,7 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
     assert "Face similarity" in text and "Task accuracy" in text and f"| {n_test} |" in text
     assert "Task region revealed" in text and "Task acc. from hidden part" in text
     assert "hidden_part" in results["protocol"]
-    assert "| paper | no | binary | straight-through | yes |" in text   # the ablation table's mode columns
+    assert "| realx | yes | binary | straight-through | yes |" in text   # the ablation table's mode columns
     assert "## Probes" in text and "| Oracle |" in text
     saved = json.load(open(paths["metrics"]))
     assert saved["methods"]["Ours"]["n_test"] == n_test and "examples" not in saved
