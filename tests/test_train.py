@@ -25,7 +25,7 @@ def test_cli_train_smoke_writes_metrics(tmp_path):
     validation = [r for r in records if r["split"] == "validation"]
     assert train and validation
     assert {"predictor_loss", "obfuscator_loss", "predictor_accuracy", "images_per_s"} <= set(train[-1])
-    assert validation[-1]["step"] == 6 and validation[-1]["revealed_fraction"] == pytest.approx(0.25, abs=1e-3)
+    assert validation[-1]["step"] == 6 and validation[-1]["revealed_fraction"] == pytest.approx(0.35, abs=1e-3)
     assert "round 6/6" in result.stderr and "time: input=" in result.stderr
     # Where each window's time went: fractions of its wall time, summing to one.
     phases = [f"{name}_fraction" for name in ("input", "round", "eval", "checkpoint", "other")]
