@@ -76,7 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Probes and mask swap on Random-K too (its reveal ignores the image, so its mask
     # carries nothing by construction, and its hidden part shows 1 − K of every image).
     config.probe_random_k = False
-    config.probe_max_train = 4000    # training images of each probe (0 = all): 3 probes per masker
+    config.probe_max_train = 0       # training images of each probe (0 = all, as the evaluator; >0 weakens the probes)
     config.mask_swap = True          # the retrained evaluator on x_i with image j's mask
     config.max_train = 0             # training images for evaluator/attacker (0 = all)
     config.max_test = 0              # test images (0 = all)
