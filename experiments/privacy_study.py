@@ -41,9 +41,10 @@ def variant_config(base, variant: str, seed: int):
     game, *options = variant.split("+")
     config.game = game
     config.seed = seed
+    config.mask_channel = "channel" in options   # explicit: the config's default has the channel on
     for option in options:
         if option == "channel":
-            config.mask_channel = True
+            pass
         elif option == "cap":
             config.reveal, config.sparsity_weight = "cap", 0.05
         elif option == "nopattern":
