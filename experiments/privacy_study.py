@@ -24,6 +24,8 @@ import time
 
 from absl import app, flags
 
+from variants import variant_config
+
 flags.DEFINE_string("out", None, "study directory", required=True)
 flags.DEFINE_string("config", "configs/synth_hair.py", "experiment config file[:arg]")
 flags.DEFINE_list("variants", ["paper", "paper+channel", "complement+channel", "realx+channel"], "variants")
@@ -33,33 +35,8 @@ flags.DEFINE_integer("num_rounds", None, "rounds (default: the config's)")
 flags.DEFINE_integer("eval_epochs", None, "epochs of every evaluation network (default: evaluate's)")
 flags.DEFINE_integer("max_train", 0, "training images of the evaluation networks (0 = all)")
 flags.DEFINE_bool("train_only", False, "train and export, no evaluation")
+flags.DEFINE_string("report", "report", "report directory, relative to --out")
 FLAGS = flags.FLAGS
-
-
-def variant_config(base, variant: str, seed: int):
-    config = base.copy_and_resolve_references()
-    game, *options = variant.split("+")
-    config.game = game
-    config.seed = seed
-    config.mask_channel = "channel" in options   # explicit: the config's default has the channel on
-    for option in options:
-        if option == "channel":
-            pass
-        elif option == "cap":
-            config.reveal, config.sparsity_weight = "cap", 0.05
-        elif option == "nopattern":
-            config.adversary.pattern_weight = 0.0
-        elif option == "nonadv":
-            config.obfuscator_steps = 0
-        elif option.startswith("obf"):          # obf3: three privacy steps per round
-            config.obfuscator_steps = int(option[3:])
-        elif option.startswith("adv"):          # adv2: two adversary updates per round
-            config.adversary.steps = int(option[3:])
-        elif option.startswith("r"):            # r200: 200 rounds
-            config.num_rounds = int(option[1:])
-        else:
-            raise SystemExit(f"unknown variant option {option!r} in {variant!r}")
-    return config
 
 
 def main(argv):
@@ -103,7 +80,7 @@ def main(argv):
     if FLAGS.eval_epochs:
         eval_config.network.epochs = FLAGS.eval_epochs
     results = evaluate.evaluate(base, bundles, eval_config)
-    paths = report.write_report(os.path.join(out, "report"), results)
+    paths = report.write_report(os.path.join(out, FLAGS.report), results)
     print(f"[study] report: {paths['report']}")
 
 

@@ -77,6 +77,9 @@ def get_config() -> ml_collections.ConfigDict:
     # carries nothing by construction, and its hidden part shows 1 − K of every image).
     config.probe_random_k = False
     config.probe_max_train = 0       # training images of each probe (0 = all, as the evaluator; >0 weakens the probes)
+    # Releases the probes and the mask swap run on, by row name (e.g. ("Ours",)); () = every
+    # masker and the Oracle (and Random-K with probe_random_k). Each probed row costs three trainings.
+    config.probe_releases = ()
     config.mask_swap = True          # the retrained evaluator on x_i with image j's mask
     config.max_train = 0             # training images for evaluator/attacker (0 = all)
     config.max_test = 0              # test images (0 = all)
@@ -268,7 +271,7 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
         names = list(releases)
         at = names.index("Random-K") + 1 if "Random-K" in names else len(names)
         releases = {**dict(list(releases.items())[:at]), "Oracle": oracle, **dict(list(releases.items())[at:])}
-    probed = {*models, "Oracle", *(("Random-K",) if eval_config.probe_random_k else ())}
+    probed = probed_releases(eval_config, models, releases)
     probe_list = _probe_list(eval_config)
     methods: dict[str, dict[str, float]] = {}
     released_test: dict[str, np.ndarray] = {}
@@ -341,6 +344,17 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
     }
 
 
+def probed_releases(eval_config, models, releases) -> set[str]:
+    """The rows the probes and the mask swap run on (``eval_config.probe_releases``)."""
+    if not eval_config.probe_releases:
+        return {*models, "Oracle", *(("Random-K",) if eval_config.probe_random_k else ())}
+    unknown = [name for name in eval_config.probe_releases if name not in releases or name == "Original"]
+    if unknown:
+        raise ValueError(f"eval probe_releases names {unknown}, which this evaluation does not release: "
+                         f"use names from {[name for name in releases if name != 'Original']} (or () for every masker)")
+    return set(eval_config.probe_releases)
+
+
 def _probe_list(eval_config):
     """The fresh-network probes ``eval_config`` asks for (``probes.PROBES`` entries)."""
     wanted = {"mask": eval_config.mask_only, "hidden": eval_config.hidden_part}
@@ -404,6 +418,9 @@ def _protocol(eval_config, use_dlib: bool) -> dict[str, str]:
                            "parts of the test images: what the withheld pixels still say (goal: chance); every probe "
                            f"trains on the first {eval_config.probe_max_train or 'all'} training images"}
            if eval_config.hidden_part else {}),
+        **({"probed": "probes and mask swap run on " + ", ".join(eval_config.probe_releases) + " only "
+                      "(--eval.probe_releases=; empty probes every masker and the Oracle)"}
+           if eval_config.probe_releases and (eval_config.mask_only or eval_config.hidden_part) else {}),
         "k_sweep": "maskers re-ranked at each K (trained at the config's K); networks trained on originals"
                    + (", and fine-tuned per point" if eval_config.sweep_retrained else ""),
     }

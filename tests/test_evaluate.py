@@ -229,3 +229,18 @@ def test_attacker_and_evaluator_learn_synthfaces_originals(experiment):
           f"task {accuracy['label']:.3f}")
     assert accuracy["identity"] >= 0.8
     assert accuracy["label"] >= 0.9
+
+
+def test_probe_releases_picks_the_probed_rows_and_names_unknown_ones():
+    config = evaluate.get_config()
+    models, releases = {"Ours": None, "Non-adversarial": None}, dict.fromkeys(
+        ["Original", "Random-K", "Oracle", "Non-adversarial", "Ours"])
+    assert evaluate.probed_releases(config, models, releases) == {"Ours", "Non-adversarial", "Oracle"}
+    config.probe_random_k = True
+    assert "Random-K" in evaluate.probed_releases(config, models, releases)
+    config.probe_releases = ("Ours",)
+    assert evaluate.probed_releases(config, models, releases) == {"Ours"}
+    for bad in (("Ourz",), ("Original",)):
+        config.probe_releases = bad
+        with pytest.raises(ValueError, match="probe_releases"):
+            evaluate.probed_releases(config, models, releases)

@@ -42,6 +42,17 @@ def test_command_help_lists_the_commands_own_flags():
     done = subprocess.run([sys.executable, "-m", "jaxmask.cli", "run", "--help"], capture_output=True,
                           text=True, env=env, timeout=120)
     assert "Traceback" not in done.stderr, done.stderr[-2000:]     # absl's --help exits 1 by design
-    for flag in ("--[no]ablation", "--workdir", "--config", "--k_sweep", "--eval"):
+    for flag in ("--[no]ablation", "--[no]full", "--workdir", "--config", "--k_sweep", "--eval"):
         assert flag in done.stdout, flag
     assert "--model" not in done.stdout      # `mask`'s flag: only the chosen command's are defined
+
+
+def test_quick_schedule_unless_full_and_explicit_flags_win():
+    from jaxmask import evaluate
+    quick = run.schedule(evaluate.get_config(), full=False, given={})
+    assert (quick.max_train, quick.probe_max_train, tuple(quick.probe_releases)) == (4000, 4000, (run.OURS,))
+    full = run.schedule(evaluate.get_config(), full=True, given={})
+    assert full.to_dict() == evaluate.get_config().to_dict()
+    mine = evaluate.get_config()
+    mine.max_train = 123
+    assert run.schedule(mine, full=False, given={"max_train": 123}).max_train == 123   # the user's value stays

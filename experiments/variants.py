@@ -1,0 +1,36 @@
+"""Study variant names → configs, shared by privacy_study.py and game_cost.py.
+
+``name`` is a game (paper | complement | realx | shuffled) followed by options:
+``+channel`` (mask channel on; off without it), ``+cap`` (reveal=cap with
+sparsity), ``+nopattern`` (no mask-pattern adversary), ``+nonadv``
+(obfuscator_steps=0), ``+obfN`` (N privacy steps per round), ``+advN`` (N
+adversary updates per round), ``+rN`` (N rounds).
+"""
+
+from __future__ import annotations
+
+
+def variant_config(base, variant: str, seed: int):
+    config = base.copy_and_resolve_references()
+    game, *options = variant.split("+")
+    config.game = game
+    config.seed = seed
+    config.mask_channel = "channel" in options   # explicit: the config's default has the channel on
+    for option in options:
+        if option == "channel":
+            pass
+        elif option == "cap":
+            config.reveal, config.sparsity_weight = "cap", 0.05
+        elif option == "nopattern":
+            config.adversary.pattern_weight = 0.0
+        elif option == "nonadv":
+            config.obfuscator_steps = 0
+        elif option.startswith("obf"):          # obf3: three privacy steps per round
+            config.obfuscator_steps = int(option[3:])
+        elif option.startswith("adv"):          # adv2: two adversary updates per round
+            config.adversary.steps = int(option[3:])
+        elif option.startswith("r"):            # r200: 200 rounds
+            config.num_rounds = int(option[1:])
+        else:
+            raise SystemExit(f"unknown variant option {option!r} in {variant!r}")
+    return config
