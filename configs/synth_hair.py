@@ -67,6 +67,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.adversary.hidden = 64
     config.adversary.learning_rate = 1e-3
     config.adversary.steps = 4       # adversary updates per round (all members, on the round's batches)
+    # Early exit: a round's remaining adversary updates are skipped once every member reaches this
+    # batch accuracy (None = never: always adversary.steps).
+    config.adversary.exit_accuracy = ml_collections.config_dict.placeholder(float)
     config.adversary.reinit_every = 50   # rounds; re-initialise one member per ensemble in turn (None = never)
     config.adversary.pattern_weight = 1.0   # Ψ's term in the masker's privacy loss (0 = no Ψ)
 

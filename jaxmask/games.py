@@ -8,7 +8,8 @@ hiding the task region (docs/results.md). The roles here replace the judges:
 * ``adversary_step``: complement adversaries Φ_c learn y from the hidden part
   (Yu et al. 2019) and mask-pattern adversaries Ψ learn y from the 0/1 mask
   alone; the masker's output is stop-gradiented, so only they learn. Two or
-  more members of different widths, ``adversary_steps`` updates per round and
+  more members of different widths, ``adversary_steps`` updates per round
+  (``adversary_updates``: with an early exit once every member is strong) and
   one member re-initialised every ``reinit_every`` rounds keep them strong
   (Wu et al. 2018).
 * ``privacy_step``: the masker minimises, per example, the *max* over members
@@ -159,7 +160,7 @@ def adversary_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tra
     images, labels = batch["image"], batch["label"]
     _, keep, rest, _ = _masker_forward(method, state.masker.params, state, images)
     keep, rest = lax.stop_gradient(keep), lax.stop_gradient(rest)
-    metrics = {}
+    metrics, weakest = {}, []
 
     def train_members(modules, players, inputs, name):
         new_players, accuracies = [], []
@@ -174,12 +175,40 @@ def adversary_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tra
             accuracies.append(member_accuracy)
         if accuracies:
             metrics[f"{name}_train_accuracy"] = jnp.max(jnp.stack(accuracies))
+            weakest.append(jnp.min(jnp.stack(accuracies)))
         return tuple(new_players)
 
     complement = train_members(method.complement, state.complement,
                                steps.classifier_input(method, rest, images), "complement")
     pattern = train_members(method.pattern, state.pattern, _mask_only(keep), "pattern")
+    # The weakest member's batch accuracy before its update: what the early exit reads.
+    metrics["adversary_weakest_accuracy"] = jnp.min(jnp.stack(weakest))
     return state.replace(complement=complement, pattern=pattern), steps.device_mean(metrics, method.axis_name)
+
+
+def adversary_updates(method: Method, state: TrainState, take) -> tuple[TrainState, list[Metrics]]:
+    """Up to ``adversary_steps`` adversary updates, the j-th on ``take(j)``.
+
+    With ``adversary_exit_accuracy`` set, the round's remaining updates are
+    skipped (``lax.cond``: not computed) once every member reached that
+    accuracy on its last batch: adversaries that already read the label get
+    no more steps, weak ones get all of them. The decision is a device mean,
+    so every device takes the same branch. ``adversary_updates`` in the
+    metrics counts the updates made.
+    """
+    per_step = []
+    strong, updates = jnp.zeros((), bool), jnp.zeros((), jnp.float32)
+    for j in range(method.adversary_steps):
+        if method.adversary_exit_accuracy is None or j == 0:
+            state, metrics = adversary_step(method, state, take(j))
+        else:
+            state, metrics = lax.cond(strong, lambda s, m: (s, m),
+                                      lambda s, m, j=j: adversary_step(method, s, take(j)), state, metrics)
+        updates = updates + jnp.where(strong, 0.0, 1.0)
+        if method.adversary_exit_accuracy is not None:
+            strong = strong | (metrics["adversary_weakest_accuracy"] >= method.adversary_exit_accuracy)
+        per_step.append(metrics)
+    return state, per_step + [{"adversary_updates": updates}]
 
 
 def privacy_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
@@ -270,9 +299,8 @@ def adversarial_round(method: Method, state: TrainState, batches: Batch) -> tupl
     for i in range(method.predictor_steps):
         state, metrics = utility_step(method, state, take(i))
         per_step.append(metrics)
-    for j in range(method.adversary_steps):
-        state, metrics = adversary_step(method, state, take(j))
-        per_step.append(metrics)
+    state, adversary_metrics = adversary_updates(method, state, take)
+    per_step += adversary_metrics
     for i in range(method.predictor_steps, num_steps):
         state, metrics = privacy_step(method, state, take(i))
         per_step.append(metrics)

@@ -73,6 +73,7 @@ class Method:
     pattern: tuple[Classifier, ...] = ()      # mask-pattern adversaries Ψ (on h alone)
     adversary_tx: optax.GradientTransformation | None = None
     adversary_steps: int = 0               # adversary updates per round (each on one of the round's batches)
+    adversary_exit_accuracy: float | None = None   # skip the rest once every member reaches it (None: never)
     reinit_every: int = 0                  # rounds between re-initialising one member per ensemble (0 = never)
     pattern_weight: float = 0.0
     seed: int = 0
@@ -159,6 +160,8 @@ def build_method(config, axis_name: str | None = None) -> Method:
         pattern=pattern,
         adversary_tx=make_optimizer(config.optimizer, adversary.learning_rate),
         adversary_steps=int(adversary.steps) if (complement or pattern) else 0,
+        adversary_exit_accuracy=(None if adversary.get("exit_accuracy") is None
+                                 else float(adversary.exit_accuracy)),
         reinit_every=int(adversary.reinit_every or 0),
         pattern_weight=float(adversary.pattern_weight),
         seed=int(config.seed),

@@ -10,6 +10,7 @@ naming convention are covered without being listed here):
   ``*learning_rate``            a finite number > 0
   ``num_classes``               ≥ 2 (one class is no task: Φ is right without looking)
   ``topk_fraction``             in (0, 1]
+  ``*_accuracy``                a threshold in [0, 1]
 
 ``None`` passes (an optional field left unset): a field whose "off" value
 is 0 should say so with ``None`` instead.
@@ -66,6 +67,9 @@ def _check_field(name: str, value) -> str | None:
     elif leaf == "topk_fraction":
         if not isinstance(value, (int, float)) or not 0 < value <= 1:
             return "must lie in (0, 1]"
+    elif leaf.endswith("_accuracy"):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            return "must be an accuracy in [0, 1] (or unset: None)"
     elif leaf.endswith("_widths"):
         # An ensemble's widths (adversary.*_widths) are a list of such lists, one per member.
         members = value if value and all(isinstance(w, (tuple, list)) for w in value) else [value]

@@ -86,6 +86,24 @@ def test_adversary_step_trains_only_the_adversaries(setup, compiled):
     assert 0 <= float(metrics["complement_train_accuracy"]) <= 1
 
 
+def test_adversary_updates_exit_early_once_every_member_is_strong(setup, compiled):
+    """exit_accuracy: the round's remaining updates are skipped (not computed) once the weakest member
+    reached it; unset, every update runs."""
+    import dataclasses
+    method, state = setup
+    batches = [batch(jax.random.key(10 + j)) for j in range(2)]
+    one_step, _ = compiled["adversary"](state, batches[0])
+    for exit_accuracy, expected in ((None, 2), (0.0, 1)):
+        exiting = dataclasses.replace(method, adversary_steps=2, adversary_exit_accuracy=exit_accuracy)
+        new, per_step = jax.jit(lambda s: games.adversary_updates(exiting, s, lambda j: batches[j]))(state)
+        assert float(per_step[-1]["adversary_updates"]) == expected
+        assert same(new.complement, one_step.complement) == (expected == 1)
+        assert 0 <= float(per_step[0]["adversary_weakest_accuracy"]) <= float(per_step[0]["complement_train_accuracy"])
+    config = game_config()
+    config.adversary.exit_accuracy = 0.9
+    assert build_method(config).adversary_exit_accuracy == 0.9
+
+
 def test_privacy_step_updates_only_the_masker(setup, compiled):
     method, state = setup
     new, metrics = compiled["privacy"](state, batch(jax.random.key(2)))

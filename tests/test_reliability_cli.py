@@ -146,7 +146,8 @@ def test_config_checks_follow_field_name_patterns_not_a_list(smoke_config):
     for field, value, message in [("probe_every", 0, "must be an integer ≥ 1"),        # a field added later
                                   ("critic_learning_rate", float("inf"), "finite number > 0"),
                                   ("critic_steps", -1, "integer ≥ 0"),
-                                  ("critic_widths", (), "non-empty list")]:
+                                  ("critic_widths", (), "non-empty list"),
+                                  ("critic_exit_accuracy", 1.5, r"accuracy in \[0, 1\]")]:
         config = smoke_config.copy_and_resolve_references()
         config.unlock()
         config[field] = value
