@@ -172,7 +172,9 @@ def adversary_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tra
             (_, (stats, member_accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(player.params)
             grads = steps.device_mean(grads, method.axis_name)
             new_players.append(steps.update_player(player, method.adversary_tx, grads, stats))
-            accuracies.append(member_accuracy)
+            # Global accuracy per member before the max / min over members (a per-device
+            # min would differ from the global one under pmap).
+            accuracies.append(steps.device_mean(member_accuracy, method.axis_name))
         if accuracies:
             metrics[f"{name}_train_accuracy"] = jnp.max(jnp.stack(accuracies))
             weakest.append(jnp.min(jnp.stack(accuracies)))
