@@ -160,7 +160,8 @@ def build_method(config, axis_name: str | None = None) -> Method:
         pattern=pattern,
         adversary_tx=make_optimizer(config.optimizer, adversary.learning_rate),
         adversary_steps=int(adversary.steps) if (complement or pattern) else 0,
-        adversary_exit_accuracy=(None if adversary.get("exit_accuracy") is None
+        # getattr: configs saved before the field existed, and bench's plain namespaces, lack it.
+        adversary_exit_accuracy=(None if getattr(adversary, "exit_accuracy", None) is None
                                  else float(adversary.exit_accuracy)),
         reinit_every=int(adversary.reinit_every or 0),
         pattern_weight=float(adversary.pattern_weight),
