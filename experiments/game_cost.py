@@ -20,7 +20,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from variants import variant_config
+from variants import load_base, variant_config
 
 flags.DEFINE_string("config", "configs/synth_hair.py", "experiment config file[:arg]")
 flags.DEFINE_float("topk_fraction", None, "K (default: the config's)")
@@ -34,11 +34,8 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     import jax
-    from jaxmask import config_files, parallel
-    path, _, arg = FLAGS.config.partition(":")
-    base = config_files.load(path, arg or None)
-    if FLAGS.topk_fraction is not None:
-        base.topk_fraction = FLAGS.topk_fraction
+    from jaxmask import parallel
+    base = load_base(FLAGS.config, FLAGS.topk_fraction)
     shape = (base.image_size, base.image_size, base.channels)
     rng = np.random.default_rng(0)
     timed = {}

@@ -24,7 +24,7 @@ import time
 
 from absl import app, flags
 
-from variants import variant_config
+from variants import load_base, variant_config
 
 flags.DEFINE_string("out", None, "study directory", required=True)
 flags.DEFINE_string("config", "configs/synth_hair.py", "experiment config file[:arg]")
@@ -41,13 +41,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from jaxmask import checkpoint, config_files, evaluate, export, report, train
-    path, _, arg = FLAGS.config.partition(":")
-    base = config_files.load(path, arg or None)
-    if FLAGS.topk_fraction is not None:
-        base.topk_fraction = FLAGS.topk_fraction
-    if FLAGS.num_rounds is not None:
-        base.num_rounds = FLAGS.num_rounds
+    from jaxmask import checkpoint, evaluate, export, report, train
+    base = load_base(FLAGS.config, FLAGS.topk_fraction, FLAGS.num_rounds)
     out = os.path.abspath(FLAGS.out)
     os.makedirs(out, exist_ok=True)
     bundles, timings = {}, {}

@@ -34,3 +34,15 @@ def variant_config(base, variant: str, seed: int):
         else:
             raise SystemExit(f"unknown variant option {option!r} in {variant!r}")
     return config
+
+
+def load_base(config_arg: str, topk_fraction: float | None = None, num_rounds: int | None = None):
+    """The experiment config ``file[:arg]`` with K and the number of rounds overridden where given."""
+    from jaxmask import config_files
+    path, _, arg = config_arg.partition(":")
+    base = config_files.load(path, arg or None)
+    if topk_fraction is not None:
+        base.topk_fraction = topk_fraction
+    if num_rounds is not None:
+        base.num_rounds = num_rounds
+    return base

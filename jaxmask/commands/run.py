@@ -4,11 +4,12 @@
     jaxmask run --config configs/synth_expression.py --workdir runs/synth_expression
     jaxmask run --config configs/synth_hair.py:smoke --workdir /tmp/smoke --eval.network.epochs=1
 
-Two schedules. The default (quick, ~8 min on 2 quiet CPU cores for SynthFaces
+Two schedules. The default (quick: 391 s on 2 quiet CPU cores for SynthFaces
 hair) trains both maskers in full but trains the evaluation networks on the
-first 4000 training images and runs the three fresh-network probes and the mask
-swap on Ours only. ``--full`` (~16 min) uses every training image and probes
-every masker and the Oracle: the protocol of docs/results.md. An explicit
+first 4000 training images (the study's protocol in docs/results.md) and runs
+the three fresh-network probes and the mask swap on Ours only. Probes trained
+on fewer images are weaker, so ``--full`` (~15 min, estimated) uses every
+training image and probes every masker and the Oracle. An explicit
 ``--eval.<field>`` wins over either.
 
 Steps, each resumable (a finished training is not repeated on a rerun):
