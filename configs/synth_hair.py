@@ -60,7 +60,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.mask_channel = True       # classifiers see concat(part, its 0/1 mask): hidden ≠ black
     config.reveal = "exact"          # exact: k pixels always | cap: at most k (top-k with m > cap_threshold)
     config.cap_threshold = 0.5
-    config.sparsity_weight = 0.0     # weight of mean(m) in the masker's utility loss (for reveal=cap)
+    # The minimal game (jaxmask/minimal.py): minimise the revealed area subject to these
+    # constraints, with learned multipliers (dual ascent on log λ, this rate per round).
+    config.minimal = ml_collections.ConfigDict()
+    config.minimal.utility_accuracy = 0.95   # Φ's accuracy on the reveal ≥ this
+    config.minimal.hidden_margin = 0.05      # best complement adversary on the hidden part ≤ chance + this
+    config.minimal.pattern_margin = 0.05     # best Ψ on the 0/1 mask ≤ chance + this
+    config.minimal.dual_learning_rate = 0.2
+    config.minimal.max_log_multiplier = 6.0  # multipliers stay in [e^-6, e^6]
+    config.minimal.boundary_weight = 0.0     # weight of the soft mask's boundary length beside its area
+    config.minimal.channel_gradient = True   # False: the privacy gradient reaches the masker through pixels only
+    config.minimal.min_mask_rate = 0.01      # Φ's random masks reveal a fraction log-uniform in [this, 1]
     config.adversary = ml_collections.ConfigDict()
     config.adversary.complement_widths = ((16, 32, 64, 64), (8, 16, 32, 32))   # one Φ_c per entry
     config.adversary.pattern_widths = ((16, 32, 64, 64), (8, 16, 32, 32))      # one Ψ per entry
@@ -70,6 +80,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Early exit: a round's remaining adversary updates are skipped once every member reaches this
     # batch accuracy (None = never: always adversary.steps).
     config.adversary.exit_accuracy = ml_collections.config_dict.placeholder(float)
+    # Plateau exit: ... once the weakest member's accuracy on the next (not yet trained on) batch rose
+    # by less than this since the previous update (None = never).
+    config.adversary.plateau = ml_collections.config_dict.placeholder(float)
     config.adversary.reinit_every = 50   # rounds; re-initialise one member per ensemble in turn (None = never)
     config.adversary.pattern_weight = 1.0   # Ψ's term in the masker's privacy loss (0 = no Ψ)
 
@@ -90,9 +103,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.parallel = "jit"          # jit | pmap
     config.num_devices = 0           # 0 = all visible devices
 
+    # Model selection (jaxmask/selection.py): at every evaluation, fresh probes fit on half the
+    # validation reveals score the checkpoint; the best one's masker is kept as WORKDIR/selected.
+    config.selection = ml_collections.ConfigDict()
+    config.selection.probe_epochs = 4        # None: no selection (use the last checkpoint)
+    config.selection.probe_widths = (16, 32, 32)
+    config.selection.probe_batch_size = 50
+    config.selection.max_images = 1000       # validation images masked and probed (0 = all)
+
     # Loop.
     config.log_every = 25            # rounds
-    config.eval_every = 100          # rounds; validation split
+    config.eval_every = 20           # rounds; validation split (and model selection)
     config.checkpoint_every = 100    # rounds
     config.max_checkpoints = 2
 
@@ -109,6 +130,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.batch_size = 16
         config.num_rounds = 6
         config.log_every, config.eval_every, config.checkpoint_every = 2, 3, 3
+        config.selection.probe_epochs, config.selection.probe_widths = 1, (4, 8)
+        config.selection.probe_batch_size = 16
     elif mode == "paper":
         config.image_size = 64
         config.data.num_train, config.data.num_validation, config.data.num_test = 50000, 2000, 5000

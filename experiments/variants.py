@@ -1,8 +1,7 @@
 """Study variant names → configs, shared by privacy_study.py and game_cost.py.
 
 ``name`` is a game (paper | complement | realx | shuffled) followed by options:
-``+channel`` (mask channel on; off without it), ``+cap`` (reveal=cap with
-sparsity), ``+nopattern`` (no mask-pattern adversary), ``+nonadv``
+``+channel`` (mask channel on; off without it), ``+cap`` (reveal=cap), ``+nopattern`` (no mask-pattern adversary), ``+nonadv``
 (obfuscator_steps=0), ``+obfN`` (N privacy steps per round), ``+advN`` (N
 adversary updates per round), ``+rN`` (N rounds).
 """
@@ -16,11 +15,13 @@ def variant_config(base, variant: str, seed: int):
     config.game = game
     config.seed = seed
     config.mask_channel = "channel" in options   # explicit: the config's default has the channel on
+    from jaxmask.games import GAMES
+    config.reveal = GAMES[game].reveal or "exact" if game in GAMES else config.reveal
     for option in options:
         if option == "channel":
             pass
         elif option == "cap":
-            config.reveal, config.sparsity_weight = "cap", 0.05
+            config.reveal = "cap"
         elif option == "nopattern":
             config.adversary.pattern_weight = 0.0
         elif option == "nonadv":

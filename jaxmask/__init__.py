@@ -10,7 +10,8 @@ from jaxmask.models import Classifier, Masker
 from jaxmask.state import Method, PlayerState, TrainState, build_method, create_train_state
 from jaxmask.games import (adversary_step, build_round, privacy_step, random_mask_predictor_step,
                            shuffled_mask_predictor_step)
-from jaxmask.steps import eval_step, mask_images, obfuscator_step, predictor_step, train_round
+from jaxmask.games import play_round, train_round
+from jaxmask.steps import eval_step, mask_images, obfuscator_step, predictor_step
 from jaxmask.topk import capped_split, num_revealed, topk_indicator, topk_split
 
 
@@ -23,6 +24,6 @@ def load_masker(path):
 __all__ = [
     "Classifier", "Masker", "Method", "PlayerState", "TrainState", "adversary_step", "build_method",
     "build_round", "capped_split", "create_train_state", "eval_step", "load_masker", "mask_images",
-    "num_revealed", "obfuscator_step", "predictor_step", "privacy_step", "random_mask_predictor_step",
+    "num_revealed", "obfuscator_step", "play_round", "predictor_step", "privacy_step", "random_mask_predictor_step",
     "shuffled_mask_predictor_step", "topk_indicator", "topk_split", "train_round",
 ]

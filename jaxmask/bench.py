@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmask import state as state_lib
-from jaxmask import steps, topk
+from jaxmask import games, steps, topk
 
 BENCHMARKS = ("round", "masker", "topk")
 
@@ -92,7 +92,7 @@ class Spec:
             num_classes=self.num_classes, phi_hidden=self.phi_hidden, optimizer=self.optimizer,
             masker_learning_rate=self.learning_rate, phi_learning_rate=self.learning_rate,
             # The paper's game: the one benchmarks/torch_reference.py implements.
-            game="paper", mask_channel=False, reveal="exact", cap_threshold=0.5, sparsity_weight=0.0, seed=0,
+            game="paper", mask_channel=False, reveal="exact", cap_threshold=0.5, seed=0,
             adversary=SimpleNamespace(complement_widths=(), pattern_widths=(), hidden=0,
                                       learning_rate=self.learning_rate, steps=0, reinit_every=0,
                                       pattern_weight=0.0))
@@ -177,7 +177,7 @@ def jax_contenders(spec: Spec, method, state, batches, benchmarks=BENCHMARKS) ->
     device_batches = jax.device_put(batches)
     if "round" in benchmarks:
         fresh = jax.tree.map(jnp.copy, state)      # the round donates its state
-        round_step = functools.partial(steps.train_round, method)
+        round_step = functools.partial(games.play_round, method)
         round_flops = _model_flops(round_step, fresh, device_batches)
         round_fn, seconds = _compile(round_step, fresh, device_batches, donate_argnums=0)
         holder = [fresh]

@@ -267,10 +267,11 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
     releases: dict[str, Any] = dict(releases_for(config, models, eval_config))
     if eval_config.oracle and "task_mask" in train and "task_mask" in test:
         k = topk.num_revealed(config.topk_fraction, config.image_size, config.image_size)
-        oracle = _oracle_release(train, test, k, seed)
+        oracles = {"Oracle": _oracle_release(train, test, k, seed, pad=True),
+                   "Oracle-exact": _oracle_release(train, test, k, seed, pad=False)}
         names = list(releases)
         at = names.index("Random-K") + 1 if "Random-K" in names else len(names)
-        releases = {**dict(list(releases.items())[:at]), "Oracle": oracle, **dict(list(releases.items())[at:])}
+        releases = {**dict(list(releases.items())[:at]), **oracles, **dict(list(releases.items())[at:])}
     probed = probed_releases(eval_config, models, releases)
     probe_list = _probe_list(eval_config)
     methods: dict[str, dict[str, float]] = {}
@@ -278,7 +279,7 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
     revealed_test: dict[str, np.ndarray] = {}
     for name, release in releases.items():
         say(f"{name}: releasing {len(train['label'])} + {len(test['label'])} images")
-        if name == "Oracle":
+        if name in ORACLES:
             train_revealed, test_revealed = release
             train_released, test_released = train["image"] * train_revealed, test["image"] * test_revealed
         else:
@@ -347,7 +348,7 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
 def probed_releases(eval_config, models, releases) -> set[str]:
     """The rows the probes and the mask swap run on (``eval_config.probe_releases``)."""
     if not eval_config.probe_releases:
-        return {*models, "Oracle", *(("Random-K",) if eval_config.probe_random_k else ())}
+        return {*models, *ORACLES, *(("Random-K",) if eval_config.probe_random_k else ())}
     unknown = [name for name in eval_config.probe_releases if name not in releases or name == "Original"]
     if unknown:
         raise ValueError(f"eval probe_releases names {unknown}, which this evaluation does not release: "
@@ -361,9 +362,14 @@ def _probe_list(eval_config):
     return tuple(p for p in probes.PROBES if wanted[p[2]])
 
 
-def _oracle_release(train, test, k: int, seed: int):
-    """The oracle's (train, test) reveal masks: each image's task region padded or trimmed to k."""
-    return probes.oracle_indicator(train["task_mask"], k, seed), probes.oracle_indicator(test["task_mask"], k, seed + 1)
+ORACLES = ("Oracle", "Oracle-exact")
+
+
+def _oracle_release(train, test, k: int, seed: int, pad: bool):
+    """An oracle's (train, test) reveal masks: each image's task region trimmed to k, and padded to
+    exactly k (``Oracle``, the floor for exact-k) or not (``Oracle-exact``, the floor for a cap)."""
+    return (probes.oracle_indicator(train["task_mask"], k, seed, pad=pad),
+            probes.oracle_indicator(test["task_mask"], k, seed + 1, pad=pad))
 
 
 def _k_sweep(config, models, eval_config, train, test, network, train_labels, num_classes, say):
@@ -410,7 +416,9 @@ def _protocol(eval_config, use_dlib: bool) -> dict[str, str]:
         **({"mask_only": "a fresh network trained on the reveal masks h alone (no pixel values): what the "
                           "positions of the revealed pixels encode"} if eval_config.mask_only else {}),
         **({"oracle": "the ground-truth task region padded (random non-task pixels) or trimmed to exactly k: "
-                      "what a perfect masker would release"} if eval_config.oracle else {}),
+                      "what a perfect exact-k masker would release; Oracle-exact: the task region alone "
+                      "(trimmed to k where larger), what a perfect capped masker would release"}
+           if eval_config.oracle else {}),
         **({"mask_swap": "the retrained evaluator on image i under image j's mask (y_j ≠ y_i): the share read "
                          "as y_i (follows the image) and as y_j (follows the mask)"} if eval_config.mask_swap else {}),
         **({"hidden_part": "fresh networks of two architectures (the ResNet and a plain CNN) trained from scratch "

@@ -64,10 +64,39 @@ def fresh_network_probes(train: dict, test: dict, train_revealed: np.ndarray, te
             widths=tuple(settings.widths) if arch == "resnet" else PLAIN_WIDTHS, epochs=settings.epochs,
             batch_size=settings.batch_size, learning_rate=settings.learning_rate, seed=seed,
             progress=say, name=f"{title} probe on {name}", arch=arch)
-        accuracy = net.accuracies(view(kind, test["image"], test_revealed), {h: test[h] for h in heads})
+        test_view = view(kind, test["image"], test_revealed)
+        accuracy = net.accuracies(test_view, {h: test[h] for h in heads})
         out[f"task_accuracy_{suffix}"] = accuracy["label"]
+        if kind == "hidden" and "task_mask" in test:
+            out[f"task_accuracy_{suffix}_by_hidden_task_pixels"] = by_hidden_task_pixels(
+                net.predict(test_view, "label") == test["label"], test["task_mask"], test_revealed)
         if "identity" in accuracy:
             out[f"reid_accuracy_{suffix}"] = accuracy["identity"]
+    return out
+
+
+HIDDEN_TASK_PIXEL_BINS = ((0, 0), (1, 4), (5, 16), (17, None))
+
+
+def by_hidden_task_pixels(correct: np.ndarray, task_mask: np.ndarray, revealed: np.ndarray
+                          ) -> list[dict[str, float]]:
+    """A hidden-part probe's accuracy by how many task-region pixels each test image leaves hidden.
+
+    Separates a recall failure (the label read from task pixels the masker
+    left hidden: high accuracy in the bins above 0) from a code (the label
+    read where no task pixel is hidden: high accuracy in the 0 bin). One entry
+    per ``HIDDEN_TASK_PIXEL_BINS`` bin: {low, high (None: no bound), count,
+    accuracy (NaN where empty)}.
+    """
+    task_mask = np.asarray(task_mask, bool)
+    h = np.asarray(revealed).reshape(task_mask.shape) > 0
+    hidden_task = (task_mask & ~h).reshape(len(h), -1).sum(axis=1)
+    correct = np.asarray(correct, bool)
+    out = []
+    for low, high in HIDDEN_TASK_PIXEL_BINS:
+        members = (hidden_task >= low) & (True if high is None else hidden_task <= high)
+        out.append({"low": low, "high": high, "count": int(members.sum()),
+                    "accuracy": float(correct[members].mean()) if members.any() else float("nan")})
     return out
 
 
@@ -115,12 +144,13 @@ def per_class_recall(revealed: np.ndarray, task_mask: np.ndarray, labels: np.nda
     return out
 
 
-def oracle_indicator(task_mask: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+def oracle_indicator(task_mask: np.ndarray, k: int, seed: int = 0, pad: bool = True) -> np.ndarray:
     """(N, H, W, 1) float32: each image's task region padded or trimmed to exactly k pixels.
 
     Padding pixels are drawn uniformly from outside the task region and
     trimmed pixels uniformly from inside it, so the oracle's choice beyond the
-    task region carries nothing.
+    task region carries nothing. ``pad=False`` is the Oracle-exact (see
+    ``oracle_exact_indicator``).
     """
     task_mask = np.asarray(task_mask, bool)
     n, height, width = task_mask.shape
@@ -131,7 +161,19 @@ def oracle_indicator(task_mask: np.ndarray, k: int, seed: int = 0) -> np.ndarray
         inside, outside = np.flatnonzero(flat[i]), np.flatnonzero(~flat[i])
         if len(inside) >= k:
             chosen = rng.choice(inside, k, replace=False)
+        elif not pad:
+            chosen = inside
         else:
             chosen = np.concatenate([inside, rng.choice(outside, k - len(inside), replace=False)])
         out[i, chosen] = 1.0
     return out.reshape(n, height, width, 1)
+
+
+def oracle_exact_indicator(task_mask: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """(N, H, W, 1) float32: each image's task region alone, trimmed (random task pixels) to at most k.
+
+    The floor for a capped reveal: what a perfect minimal masker releases. The
+    exact-k Oracle (``oracle_indicator``) pads to k with random non-task pixels,
+    which is the floor for an exact-k reveal, not for a cap.
+    """
+    return oracle_indicator(task_mask, k, seed, pad=False)

@@ -38,12 +38,15 @@ class TrainState:
 
     ``complement`` and ``pattern`` are the adversary ensembles of the games
     beyond the paper's (``jaxmask.games``); empty tuples in the paper game.
+    ``log_multipliers`` are the minimal game's learned constraint multipliers.
     """
     step: jax.Array
     masker: PlayerState
     phi: PlayerState
     complement: tuple[PlayerState, ...] = ()
     pattern: tuple[PlayerState, ...] = ()
+    # log λ of each learned constraint multiplier (the minimal game, jaxmask.minimal); {} otherwise.
+    log_multipliers: dict[str, Any] = flax.struct.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,12 +71,22 @@ class Method:
     mask_channel: bool = False
     reveal: str = "exact"                  # exact | cap (K is a cap: top-k ∩ m > cap_threshold)
     cap_threshold: float = 0.5
-    sparsity_weight: float = 0.0           # weight of mean(m) in the masker's utility loss
+    reveal_fraction: float = 0.35          # K, the fraction k stands for (the minimal game's area is mean(m) / K)
+    # The minimal game's constraints (jaxmask.minimal) and its Φ's random-mask rates.
+    utility_accuracy: float = 0.95
+    hidden_margin: float = 0.05
+    pattern_margin: float = 0.05
+    dual_learning_rate: float = 0.2
+    max_log_multiplier: float = 6.0        # |log λ| bound: a lost constraint cannot run away
+    boundary_weight: float = 0.0           # the area's boundary-length prior (jaxmask.minimal.boundary)
+    channel_gradient: bool = True          # the privacy step's gradient also through Φ_c's mask channel
+    min_mask_rate: float = 0.01
     complement: tuple[Classifier, ...] = ()   # complement adversaries Φ_c (on the hidden part)
     pattern: tuple[Classifier, ...] = ()      # mask-pattern adversaries Ψ (on h alone)
     adversary_tx: optax.GradientTransformation | None = None
     adversary_steps: int = 0               # adversary updates per round (each on one of the round's batches)
     adversary_exit_accuracy: float | None = None   # skip the rest once every member reaches it (None: never)
+    adversary_plateau: float | None = None   # skip the rest once held-out accuracy rises less than this
     reinit_every: int = 0                  # rounds between re-initialising one member per ensemble (0 = never)
     pattern_weight: float = 0.0
     seed: int = 0
@@ -104,7 +117,6 @@ def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformat
     raise ValueError(f"config.optimizer={name!r}: expected 'adam' or 'sgd'")
 
 
-GAMES = ("paper", "complement", "realx", "shuffled")
 REVEAL_MODES = ("exact", "cap")
 
 
@@ -124,13 +136,18 @@ def build_method(config, axis_name: str | None = None) -> Method:
     k = topk.num_revealed(config.topk_fraction, size, size)
     topk.check_arguments((1, size, size, 1), jnp.float32, k, config.mask_values, config.mask_gradient)
     adversary = config.adversary
+    from jaxmask.games import GAMES   # the table of games (games imports this module)
     if config.game not in GAMES:
-        raise ValueError(f"config.game={config.game!r}: expected one of {GAMES}")
+        raise ValueError(f"config.game={config.game!r}: expected one of {tuple(GAMES)}")
+    needed = GAMES[config.game].reveal
+    if needed is not None and config.reveal != needed:
+        raise ValueError(f"config.game={config.game!r} needs config.reveal={needed!r} "
+                         f"(got {config.reveal!r}): pass --config.reveal={needed}")
     if config.reveal not in REVEAL_MODES:
         raise ValueError(f"config.reveal={config.reveal!r}: expected one of {REVEAL_MODES}")
     if config.reveal == "cap" and config.mask_values != "binary":
         raise ValueError("config.reveal='cap' needs mask_values='binary' (a capped reveal is a 0/1 mask)")
-    beyond_paper = config.game != "paper"
+    beyond_paper = GAMES[config.game].adversaries
     adversarial = config.obfuscator_steps > 0
     complement = (_adversaries(config, dtype, axis_name, adversary.complement_widths, config.num_classes)
                   if beyond_paper and adversarial else ())
@@ -155,7 +172,8 @@ def build_method(config, axis_name: str | None = None) -> Method:
         mask_channel=bool(config.mask_channel),
         reveal=config.reveal,
         cap_threshold=float(config.cap_threshold),
-        sparsity_weight=float(config.sparsity_weight),
+        reveal_fraction=float(config.topk_fraction),
+        **_minimal_settings(config),
         complement=complement,
         pattern=pattern,
         adversary_tx=make_optimizer(config.optimizer, adversary.learning_rate),
@@ -163,10 +181,22 @@ def build_method(config, axis_name: str | None = None) -> Method:
         # getattr: configs saved before the field existed, and bench's plain namespaces, lack it.
         adversary_exit_accuracy=(None if getattr(adversary, "exit_accuracy", None) is None
                                  else float(adversary.exit_accuracy)),
+        adversary_plateau=(None if getattr(adversary, "plateau", None) is None else float(adversary.plateau)),
         reinit_every=int(adversary.reinit_every or 0),
         pattern_weight=float(adversary.pattern_weight),
         seed=int(config.seed),
     )
+
+
+def _minimal_settings(config) -> dict[str, float]:
+    """The minimal game's fields of ``config.minimal`` (defaults where a config predates them)."""
+    section = getattr(config, "minimal", None)
+    if section is None:
+        return {}
+    out = {name: float(section[name]) for name in
+           ("utility_accuracy", "hidden_margin", "pattern_margin", "dual_learning_rate", "max_log_multiplier",
+            "boundary_weight", "min_mask_rate")}
+    return {**out, "channel_gradient": bool(section.channel_gradient)}
 
 
 def init_player(module, tx, rng, input_shape) -> PlayerState:
@@ -186,6 +216,9 @@ def create_train_state(method: Method, rng: jax.Array, image_shape: tuple[int, i
     masker_rng, phi_rng = jax.random.split(rng)
     adversary_rng = jax.random.fold_in(rng, 1)
 
+    from jaxmask.games import GAMES
+    multipliers = GAMES[method.game].multipliers   # one learned log λ per constraint, starting at λ = 1
+
     @jax.jit
     def init(masker_rng, phi_rng, adversary_rng):
         complement_rngs = jax.random.split(jax.random.fold_in(adversary_rng, 0), max(len(method.complement), 1))
@@ -198,6 +231,7 @@ def create_train_state(method: Method, rng: jax.Array, image_shape: tuple[int, i
                              for m, r in zip(method.complement, complement_rngs)),
             pattern=tuple(init_player(m, method.adversary_tx, r, mask_shape)
                           for m, r in zip(method.pattern, pattern_rngs)),
+            log_multipliers={name: jnp.zeros((), jnp.float32) for name in multipliers},
         )
 
     return init(masker_rng, phi_rng, adversary_rng)

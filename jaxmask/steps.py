@@ -88,7 +88,6 @@ def predictor_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tra
         logits, phi_stats = _phi_train(method, phi_params, state.phi.batch_stats,
                                        classifier_input(method, keep, images))
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        loss = loss + method.sparsity_weight * m.mean()
         aux = (masker_stats, phi_stats, accuracy(logits, labels), m.mean())
         return loss, aux
 
@@ -109,6 +108,13 @@ def obfuscator_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tr
     Φ runs in train mode (batch statistics) but gets no update: its params and
     batch stats come out unchanged, bit for bit.
     """
+    return weighted_obfuscator_step(method, state, batch, 1.0)
+
+
+def weighted_obfuscator_step(method: Method, state: TrainState, batch: Batch, weight
+                             ) -> tuple[TrainState, Metrics]:
+    """``obfuscator_step`` with its loss times ``weight`` (a float or a traced scalar, e.g. a learned
+    multiplier); ``obfuscator_loss`` in the metrics is the unweighted CE(uniform, ·)."""
     images, labels = batch["image"], batch["label"]
 
     def loss_fn(masker_params):
@@ -116,33 +122,14 @@ def obfuscator_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tr
         logits, _ = _phi_train(method, state.phi.params, state.phi.batch_stats,
                                classifier_input(method, rest, images))
         loss = -jnp.mean(jax.nn.log_softmax(logits, axis=-1))
-        return loss, (masker_stats, accuracy(logits, labels))
+        return weight * loss, (masker_stats, accuracy(logits, labels), loss)
 
-    (loss, (masker_stats, phi_accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (_, (masker_stats, phi_accuracy, loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.masker.params)
     grads = device_mean(grads, method.axis_name)
     new_state = state.replace(masker=update_player(state.masker, method.masker_tx, grads, masker_stats))
     metrics = {"obfuscator_loss": loss, "obfuscator_accuracy": phi_accuracy}
     return new_state, device_mean(metrics, method.axis_name)
-
-
-def train_round(method: Method, state: TrainState, batches: Batch) -> tuple[TrainState, Metrics]:
-    """One round: ``predictor_steps`` then ``obfuscator_steps`` steps, one compiled call.
-
-    ``batches`` holds one batch per step, stacked on a leading axis of length
-    predictor_steps + obfuscator_steps. Returns metrics averaged over the round.
-    """
-    num_steps = method.predictor_steps + method.obfuscator_steps
-    check_round_batches(method, batches)
-    # Steps are unrolled at trace time rather than lax.scan-ned: on XLA:CPU a
-    # convolution inside a while loop runs >10× slower (measured: one predictor
-    # step 0.4 s standalone, 9 s as a length-1 scan). The round is still one call.
-    per_step = []
-    for i in range(num_steps):
-        step_fn = predictor_step if i < method.predictor_steps else obfuscator_step
-        state, step_metrics = step_fn(method, state, jax.tree.map(lambda v: v[i], batches))
-        per_step.append(step_metrics)
-    return state.replace(step=state.step + 1), mean_metrics(per_step)
 
 
 def check_round_batches(method: Method, batches: Batch) -> None:

@@ -110,6 +110,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     state = steps.init_state(jax.random.key(config.seed))
     # Resume from the workdir's latest checkpoint, if any.
     state = checkpoints.resume(steps, state, data)
+    # Model selection: fresh validation probes at every evaluation; the best checkpoint's masker is
+    # kept as WORKDIR/selected (jaxmask/selection.py). Process 0 only: nothing flows back into training.
+    selector = None
+    if config.selection.probe_epochs is not None and jax.process_index() == 0:
+        from jaxmask import selection
+        selector = selection.Selector(config, workdir, steps.method)
     if jax.process_index() == 0:   # one writer: a pod's hosts share the workdir
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
@@ -154,6 +160,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 with timer.phase("eval"):
                     eval_metrics = evaluate_split(steps, state, validation_source, config.batch_size,
                                                   cache=validation_cache)
+                    gathered = steps.gather_state(state) if config.selection.probe_epochs is not None else None
+                    if selector is not None:
+                        eval_metrics = {**eval_metrics, **selector(step, gathered, config, eval_metrics)}
                 logging.info("round %d validation: %s", step,
                              " ".join(f"{k}={v:.4f}" for k, v in eval_metrics.items()))
             # After the evaluation: a resumed run starts after this round and would skip it.
@@ -184,4 +193,5 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         data.close()   # stops the prefetch threads now, not at interpreter exit
 
     return {"state": steps.gather_state(state), "train": train_metrics, "validation": eval_metrics,
-            "method": steps.method, "stopped_by": stop.reason}
+            "method": steps.method, "stopped_by": stop.reason,
+            "selected": None if selector is None else selector.path}

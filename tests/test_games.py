@@ -63,7 +63,7 @@ def test_players_and_mask_channel(setup):
     paper = build_method(game_config("paper", mask_channel=False))
     assert paper.complement == () and paper.pattern == ()
     non_adversarial = build_method(game_config("realx", obfuscator_steps=0))
-    assert non_adversarial.complement == () and games.build_round(non_adversarial) is games.non_adversarial_round
+    assert non_adversarial.complement == () and non_adversarial.adversary_steps == 0
     with pytest.raises(ValueError, match="config.game='nope'"):
         build_method(game_config("nope"))
 

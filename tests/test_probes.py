@@ -28,6 +28,30 @@ def test_oracle_is_exact_k_and_covers_the_task_region_when_it_fits(k):
         assert inside == min(area, k)        # all of the region if it fits, else k of its pixels
 
 
+@pytest.mark.parametrize("k", [5, 20, 60])
+def test_oracle_exact_is_the_task_region_alone_within_the_cap(k):
+    task = regions()
+    h = probes.oracle_exact_indicator(task, k, seed=1)[..., 0] > 0
+    for i in range(len(task)):
+        assert h[i].sum() == min(task[i].sum(), k)
+        assert not (h[i] & ~task[i]).any()                  # no padding outside the region
+
+
+def test_hidden_part_accuracy_by_hidden_task_pixels():
+    task = np.zeros((5, 8, 8), bool)
+    task[:, :4] = True                                        # 32 task pixels each
+    h = np.zeros((5, 8, 8, 1), np.float32)
+    h[:, :4, :, 0] = 1                                        # all revealed ...
+    h[1, 0, 0, 0] = 0                                         # ... but 1 hidden
+    h[2, 0, :3, 0] = 0                                        # 3 hidden
+    h[3, 0, :, 0] = 0; h[3, 1, :2, 0] = 0                     # 10 hidden
+    h[4, :3, :, 0] = 0                                        # 24 hidden
+    correct = np.array([True, False, True, True, True])
+    bins = probes.by_hidden_task_pixels(correct, task, h)
+    assert [(b["low"], b["high"], b["count"]) for b in bins] == [(0, 0, 1), (1, 4, 2), (5, 16, 1), (17, None, 1)]
+    assert [b["accuracy"] for b in bins] == [1.0, 0.5, 1.0, 1.0]
+
+
 def test_per_class_recall():
     task = np.zeros((4, 4, 4), bool)
     task[:, :2] = True                  # 8 task pixels each

@@ -13,7 +13,7 @@ from jaxmask.data.synthetic import SPLITS, TASK_CLASSES, SynthFacesSource, Synth
 NUM_TRAIN, NUM_TEST = 2000, 1000
 
 
-@pytest.fixture(scope="module", params=["hair", "expression"])
+@pytest.fixture(scope="module", params=["hair", "expression", "earring"])
 def data(request):
     spec = SynthFacesSpec(task=request.param)
     return spec, generate(spec, "train", NUM_TRAIN), generate(spec, "test", NUM_TEST)
@@ -116,6 +116,21 @@ def test_area_fractions():
         assert abs(synthetic.task_region_fraction(SynthFacesSpec(image_size=size), 128) - hair) < 0.01
 
 
+def test_earring_is_a_small_region_added_to_the_same_images():
+    """The small-region task: the hair task's images with an earring of ≤ 2% of the pixels painted on
+    (its own random stream, so the hair and expression data sets are unchanged), never on the face."""
+    hair = generate(SynthFacesSpec(task="hair"), "train", 600)
+    earring = generate(SynthFacesSpec(task="earring"), "train", 600)
+    region = earring["task_mask"]
+    area = region.mean((1, 2))
+    assert area.min() > 0 and area.mean() <= 0.02 and area.max() <= 0.03
+    changed = (hair["image"] != earring["image"]).any(-1)
+    assert not (changed & ~region).any()                    # every other pixel is the hair task's
+    np.testing.assert_array_equal(hair["identity"], earring["identity"])
+    assert not (region & earring["identity_mask"]).any()
+    assert np.bincount(earring["label"], minlength=4).min() >= 100
+
+
 def test_task_information_only_in_task_region(data):
     spec, train, test = data
     num_classes = len(TASK_CLASSES[spec.task])
@@ -125,7 +140,7 @@ def test_task_information_only_in_task_region(data):
         f = lambda d: probe(d, d["task_mask"] if inside else ~d["task_mask"])
         return nearest_class_mean(f(train), train["label"], f(test), test["label"], num_classes)
 
-    inside = accuracy(region_colour if spec.task == "hair" else mouth_geometry, True)
+    inside = accuracy(mouth_geometry if spec.task == "expression" else region_colour, True)
     # Outside, both probes must fail: neither hair colour nor mouth shape may leak the label.
     outside = max(accuracy(region_colour, False), accuracy(mouth_geometry, False))
     print(f"\n{spec.task}: label probe inside task region {inside:.3f}, outside {outside:.3f}")

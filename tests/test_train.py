@@ -41,6 +41,14 @@ def test_cli_train_smoke_writes_metrics(tmp_path):
             assert scalars[f"{split}/{key}"] == [
                 (r["step"], pytest.approx(r[key], rel=1e-6)) for r in records_of_split], key
     assert [step for step, _ in scalars["train/input_fraction"]] == [2, 4, 6]
+    # Model selection: fresh validation probes at every evaluation; the best-scoring checkpoint's
+    # masker is the workdir's selected bundle, with its round and score.
+    for record in validation:
+        assert {"selection_score", "probe_utility", "probe_hidden", "probe_mask", "selected"} <= set(record)
+    best = max(validation, key=lambda r: r["selection_score"])
+    manifest = json.loads((workdir / "selected" / "manifest.json").read_text())
+    assert manifest["step"] == best["step"]
+    assert manifest["metrics"]["selection_score"] == pytest.approx(best["selection_score"])
 
 
 def test_non_finite_loss_stops_with_the_metric_named(tmp_path):

@@ -72,7 +72,7 @@ class SynthFaces(common.JaxmaskBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
-    BUILDER_CONFIGS = [make_config("hair"), make_config("expression")]
+    BUILDER_CONFIGS = [make_config("hair"), make_config("expression"), make_config("earring")]
 
     def class_names(self) -> tuple[str, ...]:
         return synthetic.TASK_CLASSES[self.builder_config.task]

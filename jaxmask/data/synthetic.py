@@ -7,6 +7,12 @@ attributes are always sampled independently (uniform) and the rendering is the
 same for both tasks, so with equal seeds the two tasks give identical images and
 differ only in ``label`` and ``task_mask``.
 
+``task="earring"`` is the small-region task: the same images plus one small
+earring disc beside the face (about 1% of the pixels), whose colour is the
+label. Its parameters come from a stream of their own, so the hair and
+expression images are unchanged by it; the earring sits outside the face
+ellipse (never over identity pixels) and is painted last (never hidden).
+
 How "task only in the task region, identity only outside it" is guaranteed
 (the benchmark's ground truth depends on it):
 
@@ -49,7 +55,8 @@ import dataclasses
 import numpy as np
 
 TASK_CLASSES = {"hair": ("black", "blond", "brown", "gray"),
-                "expression": ("neutral", "happy", "surprised")}
+                "expression": ("neutral", "happy", "surprised"),
+                "earring": ("red", "green", "blue", "yellow")}
 SPLITS = ("train", "validation", "test")
 
 # Hair colour classes (RGB in [0,1]); far enough apart (in hue and brightness)
@@ -61,18 +68,22 @@ _SKIN_DARK = np.array([0.45, 0.30, 0.20], np.float32)
 _IRIS_RGB = np.array([[0.35, 0.20, 0.08], [0.20, 0.40, 0.75], [0.25, 0.55, 0.30],
                       [0.50, 0.50, 0.55], [0.08, 0.06, 0.05]], np.float32)
 # Layer ids of the paint-by-numbers map; later layers are painted over earlier ones.
-_BG, _SKIN, _NOSE, _BROW, _SCLERA, _IRIS, _MOLE, _PATCH, _MOUTH, _HAIR = range(10)
+_BG, _SKIN, _NOSE, _BROW, _SCLERA, _IRIS, _MOLE, _PATCH, _MOUTH, _HAIR, _EARRING = range(11)
+_LAYERS = 11
 _FACE_LAYERS = (_SKIN, _NOSE, _BROW, _SCLERA, _IRIS, _MOLE)   # the identity region
 _MOUTH_Y = 0.245            # mouth centre below the face centre
 _PATCH_AX, _PATCH_AY = 0.19, 0.15   # mouth patch half-axes (task region for expression)
 _FACE_CY = 0.53            # face centre height (image fraction), before pose jitter
+# Earring colour classes (the small-region task): saturated, far from skin, hair and each other.
+_EARRING_RGB = np.array([[0.85, 0.10, 0.12], [0.10, 0.70, 0.20], [0.12, 0.25, 0.90],
+                         [0.95, 0.85, 0.10]], np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
 class SynthFacesSpec:
     """What to generate. Identities derive from ``seed`` only (shared by splits)."""
 
-    task: str = "hair"          # "hair" (4 hair colours) | "expression" (3 mouth shapes)
+    task: str = "hair"          # "hair" (4 hair colours) | "expression" (3 mouth shapes) | "earring" (4 colours)
     image_size: int = 64        # square images, 32..256; all geometry scales with it
     num_identities: int = 20
     seed: int = 0
@@ -121,8 +132,12 @@ def _block_size(image_size: int) -> int:
     return max(8, 2 ** 17 // image_size ** 2)
 
 
-def _render_block(rng, n, size, ids):
-    """Renders n images. Returns (image uint8, hair_class, mouth_class, identity, layer map)."""
+def _render_block(rng, n, size, ids, earring_rng=None):
+    """Renders n images. Returns (image uint8, hair_class, mouth_class, earring_class, identity, layer map).
+
+    ``earring_rng``: draw and paint an earring per image from this stream (the
+    earring task); None: no earring, and earring_class is None.
+    """
     f32 = np.float32
     u = lambda lo, hi: rng.uniform(lo, hi, (n, 1, 1)).astype(f32)
     identity = rng.integers(0, len(ids["skin"]), n)
@@ -179,10 +194,19 @@ def _render_block(rng, n, size, ids):
     lock_bottom = u(0.13, 0.22) + u(-0.3, 0.3) * (adu - lock_in)
     locks = (adu >= lock_in) & (adu <= lock_out) & (cap | (dv >= cap_cy)) & (dv <= lock_bottom)
     paint((cap & (dv <= fringe)) | locks, _HAIR)
+    earring_class = None
+    if earring_rng is not None:
+        # Beside the face at ear height, on a random side, outside every face ellipse (|du| − r ≥
+        # 0.33 > the widest face's 0.31): task pixels never cover identity pixels.
+        e = lambda lo, hi: earring_rng.uniform(lo, hi, (n, 1, 1)).astype(f32)
+        earring_class = earring_rng.integers(0, len(_EARRING_RGB), n)
+        side = earring_rng.choice([-1.0, 1.0], (n, 1, 1)).astype(f32)
+        ex_c, ey_c, er = side * e(0.39, 0.43), e(0.02, 0.14), e(0.05, 0.065)
+        paint((du - ex_c) ** 2 + (dv - ey_c) ** 2 <= er ** 2, _EARRING)
     is_hair, is_bg = layer == _HAIR, layer == _BG
 
     # Colours of every layer per image, gathered through the layer map (channel-first).
-    palette = np.zeros((n, 10, 3), f32)
+    palette = np.zeros((n, _LAYERS, 3), f32)
     palette[:, _SKIN], palette[:, _NOSE] = ids["skin"][identity], ids["nose_rgb"][identity]
     palette[:, _BROW], palette[:, _IRIS] = ids["brow_rgb"][identity], ids["iris"][identity]
     palette[:, _SCLERA] = 0.95
@@ -191,7 +215,9 @@ def _render_block(rng, n, size, ids):
     palette[:, _MOUTH] = np.array([0.45, 0.08, 0.10], f32) * rng.uniform(0.8, 1.1, (n, 1))
     shade = rng.uniform(0.88, 1.12, (n, 1)) + rng.uniform(-0.03, 0.03, (n, 3))
     palette[:, _HAIR] = np.clip(_HAIR_RGB[hair_class] * shade, 0, 1)
-    flat = layer + 10 * np.arange(n)[:, None, None]     # intp: np.take needs no conversion
+    if earring_class is not None:
+        palette[:, _EARRING] = np.clip(_EARRING_RGB[earring_class] * earring_rng.uniform(0.9, 1.1, (n, 1)), 0, 1)
+    flat = layer + _LAYERS * np.arange(n)[:, None, None]     # intp: np.take needs no conversion
 
     # Background: smooth random colour field (bilinear upsampling of a random 4x4 grid).
     grid = rng.uniform(0.15, 0.9, (3, n, 1, 1)) + rng.uniform(-0.25, 0.25, (3, n, 4, 4))
@@ -217,7 +243,10 @@ def _render_block(rng, n, size, ids):
         channel *= bright
         channel += noise[c]
         image[..., c] = np.clip(channel, 0, 255, out=channel)
-    return image, hair_class, mouth_class, identity, layer
+    return image, hair_class, mouth_class, earring_class, identity, layer
+
+
+_TASK_LAYERS = {"hair": (_HAIR,), "expression": (_PATCH, _MOUTH), "earring": (_EARRING,)}
 
 
 def generate(spec: SynthFacesSpec, split: str, num_images: int) -> dict[str, np.ndarray]:
@@ -241,12 +270,15 @@ def generate(spec: SynthFacesSpec, split: str, num_images: int) -> dict[str, np.
         n = min(block, num_images - start)
         # A full block is always drawn so that the stream per block never depends on N.
         rng = np.random.default_rng([spec.seed, 1 + SPLITS.index(split), b])
-        image, hair_class, mouth_class, identity, layer = _render_block(rng, block, size, ids)
+        earring_rng = (np.random.default_rng([spec.seed, 1 + SPLITS.index(split), b, 1])
+                       if spec.task == "earring" else None)
+        image, hair_class, mouth_class, earring_class, identity, layer = _render_block(
+            rng, block, size, ids, earring_rng)
         sl = slice(start, start + n)
         out["image"][sl] = image[:n]
-        out["label"][sl] = (hair_class if spec.task == "hair" else mouth_class)[:n]
+        out["label"][sl] = {"hair": hair_class, "expression": mouth_class, "earring": earring_class}[spec.task][:n]
         out["identity"][sl] = identity[:n]
-        task_layers = (_HAIR,) if spec.task == "hair" else (_PATCH, _MOUTH)
+        task_layers = _TASK_LAYERS[spec.task]
         out["task_mask"][sl] = np.isin(layer[:n], task_layers)
         out["identity_mask"][sl] = np.isin(layer[:n], _FACE_LAYERS)
     return out

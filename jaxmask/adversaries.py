@@ -1,0 +1,189 @@
+"""The privacy side of the games beyond the paper's: trained adversaries and the masker's step against them.
+
+* ``adversary_step``: complement adversaries Φ_c learn y from the hidden part
+  (Yu et al. 2019) and mask-pattern adversaries Ψ learn y from the 0/1 mask
+  alone; the masker's output is stop-gradiented, so only they learn. Two or
+  more members of different widths, ``adversary_steps`` updates per round
+  (``adversary_updates``: with an early exit once every member is strong) and
+  one member re-initialised every ``reinit_every`` rounds keep them strong
+  (Wu et al. 2018).
+* ``privacy_step``: the masker minimises, per example, the *max* over members
+  of CE(uniform, Φ_c(x_o)), plus ``pattern_weight`` × the same against Ψ(h):
+  neither the withheld pixels nor the reveal pattern may carry the label.
+  ``weighted_privacy_step`` takes both weights as arguments (the minimal-reveal
+  game's learned multipliers).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from jaxmask import steps
+from jaxmask.state import Method, TrainState, init_player
+from jaxmask.utility import apply_train, step_key
+
+Batch = steps.Batch
+Metrics = steps.Metrics
+
+
+def uniform_cross_entropy(logits):
+    """CE(uniform, softmax(logits)) per example: minimal (log C) when the output is uniform."""
+    return -jnp.mean(jax.nn.log_softmax(logits, axis=-1), axis=-1)
+
+
+def adversary_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    """One update of every complement adversary Φ_c (on the hidden part) and every Ψ (on h).
+
+    The masker runs in train mode (its batch-stat update is discarded) and its
+    output is a constant here: only the adversaries learn.
+    """
+    images, labels = batch["image"], batch["label"]
+    _, keep, rest, _ = steps.masker_split(method, state.masker.params, state.masker.batch_stats, images, True)
+    keep, rest = lax.stop_gradient(keep), lax.stop_gradient(rest)
+    metrics, weakest = {}, []
+
+    def train_members(modules, players, inputs, name):
+        new_players, accuracies = [], []
+        for module, player in zip(modules, players):
+            def loss_fn(params):
+                logits, stats = apply_train(module, player, params, inputs)
+                loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+                return loss, (stats, steps.accuracy(logits, labels))
+            (_, (stats, member_accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(player.params)
+            grads = steps.device_mean(grads, method.axis_name)
+            new_players.append(steps.update_player(player, method.adversary_tx, grads, stats))
+            # Global accuracy per member before the max / min over members (a per-device
+            # min would differ from the global one under pmap).
+            accuracies.append(steps.device_mean(member_accuracy, method.axis_name))
+        if accuracies:
+            metrics[f"{name}_train_accuracy"] = jnp.max(jnp.stack(accuracies))
+            weakest.append(jnp.min(jnp.stack(accuracies)))
+        return tuple(new_players)
+
+    complement = train_members(method.complement, state.complement,
+                               steps.classifier_input(method, rest, images), "complement")
+    pattern = train_members(method.pattern, state.pattern, keep, "pattern")
+    # The weakest member's batch accuracy before its update: what the early exit reads.
+    metrics["adversary_weakest_accuracy"] = jnp.min(jnp.stack(weakest))
+    return state.replace(complement=complement, pattern=pattern), steps.device_mean(metrics, method.axis_name)
+
+
+def adversary_updates(method: Method, state: TrainState, take) -> tuple[TrainState, list[Metrics]]:
+    """Up to ``adversary_steps`` adversary updates, the j-th on ``take(j)``: toward best response.
+
+    The remaining updates of a round are skipped (``lax.cond``: not computed)
+    once the adversaries are done, by either rule (None: off):
+
+    * ``adversary_exit_accuracy``: every member reached that accuracy;
+    * ``adversary_plateau``: the weakest member's accuracy on the next batch,
+      measured before it trains on it (held out from its updates of this
+      round while the round's batches last), rose by less than this since the
+      previous update: more updates would not make it stronger.
+
+    Adversaries that already read the label, or stopped improving, get no more
+    steps; weak, still-improving ones get up to ``adversary_steps`` (the cap).
+    Decisions are device means, so every device takes the same branch.
+    ``adversary_updates`` in the metrics counts the updates made.
+    """
+    per_step = []
+    early_exit = method.adversary_exit_accuracy is not None or method.adversary_plateau is not None
+    done, updates = jnp.zeros((), bool), jnp.zeros((), jnp.float32)
+    previous = None
+    for j in range(method.adversary_steps):
+        if not early_exit or j == 0:
+            state, metrics = adversary_step(method, state, take(j))
+        else:
+            state, metrics = lax.cond(done, lambda s, m: (s, m),
+                                      lambda s, m, j=j: adversary_step(method, s, take(j)), state, metrics)
+        updates = updates + jnp.where(done, 0.0, 1.0)
+        weakest = metrics["adversary_weakest_accuracy"]
+        if method.adversary_exit_accuracy is not None:
+            done = done | (weakest >= method.adversary_exit_accuracy)
+        if method.adversary_plateau is not None and previous is not None:
+            done = done | (weakest < previous + method.adversary_plateau)
+        previous = weakest
+        per_step.append(metrics)
+    return state, per_step + [{"adversary_updates": updates}]
+
+
+def privacy_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+    """The masker minimises max-over-members CE(uniform, Φ_c(x_o)) + pattern_weight × the same for Ψ(h)."""
+    return weighted_privacy_step(method, state, batch, 1.0, method.pattern_weight)
+
+
+def weighted_privacy_step(method: Method, state: TrainState, batch: Batch, complement_weight,
+                          pattern_weight, channel_gradient: bool = True) -> tuple[TrainState, Metrics]:
+    """The masker minimises complement_weight × max-over-members CE(uniform, Φ_c(x_o)) + pattern_weight ×
+    the same for Ψ(h) (weights: floats or traced scalars, e.g. learned multipliers).
+
+    Adversaries run with batch statistics and get no update. ``*_accuracy``
+    is the best member's accuracy on this batch before the masker's update.
+    ``channel_gradient=False``: Φ_c still sees the hidden part's mask channel,
+    but the masker's gradient reaches it only through the hidden *pixels*:
+    it learns to reveal the pixels that leak, not to reshape the mask so that
+    these particular adversaries misread it.
+    """
+    images, labels = batch["image"], batch["label"]
+
+    def hidden_input(rest):
+        if channel_gradient or not method.mask_channel:
+            return steps.classifier_input(method, rest, images)
+        x = rest * images
+        return jnp.concatenate([x, lax.stop_gradient(rest).astype(x.dtype)], axis=-1)
+
+    def ensemble_loss(modules, players, inputs):
+        per_member = [apply_train(module, player, player.params, inputs)[0]
+                      for module, player in zip(modules, players)]
+        losses = jnp.stack([uniform_cross_entropy(logits) for logits in per_member])   # (members, B)
+        best_accuracy = jnp.max(jnp.stack([steps.accuracy(logits, labels) for logits in per_member]))
+        return jnp.max(losses, axis=0).mean(), best_accuracy
+
+    def loss_fn(masker_params):
+        _, keep, rest, masker_stats = steps.masker_split(method, masker_params, state.masker.batch_stats, images, True)
+        aux = {}
+        loss = jnp.zeros((), jnp.float32)
+        if method.complement:
+            complement_loss, aux["complement_accuracy"] = ensemble_loss(
+                method.complement, state.complement, hidden_input(rest))
+            aux["complement_loss"] = complement_loss
+            loss = loss + complement_weight * complement_loss
+        if method.pattern:
+            pattern_loss, aux["pattern_accuracy"] = ensemble_loss(method.pattern, state.pattern, keep)
+            aux["pattern_loss"] = pattern_loss
+            loss = loss + pattern_weight * pattern_loss
+        return loss, (masker_stats, aux)
+
+    (loss, (masker_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.masker.params)
+    grads = steps.device_mean(grads, method.axis_name)
+    new_state = state.replace(masker=steps.update_player(state.masker, method.masker_tx, grads, masker_stats))
+    return new_state, steps.device_mean({"obfuscator_loss": loss, **aux}, method.axis_name)
+
+
+def reinitialise_adversaries(method: Method, state: TrainState, image_shape) -> TrainState:
+    """Every ``reinit_every`` rounds, member (round / reinit_every) mod n of each ensemble starts afresh.
+
+    A fresh member is what a new attacker is: if the masker only hid from the
+    members it has trained against, the fresh one finds the label again.
+    """
+    if method.reinit_every <= 0 or not (method.complement or method.pattern):
+        return state
+    height, width, channels = image_shape
+    due = (state.step > 0) & (state.step % method.reinit_every == 0)
+    turn = state.step // method.reinit_every
+    rng = step_key(method, state, 23)
+
+    def refresh(modules, players, input_shape, salt):
+        out = []
+        for i, (module, player) in enumerate(zip(modules, players)):
+            fresh = init_player(module, method.adversary_tx, jax.random.fold_in(rng, salt + i), input_shape)
+            pick = due & (turn % len(modules) == i)
+            out.append(jax.tree.map(lambda new, old: jnp.where(pick, new, old), fresh, player))
+        return tuple(out)
+
+    return state.replace(
+        complement=refresh(method.complement, state.complement,
+                           (height, width, channels + method.classifier_channels), 0),
+        pattern=refresh(method.pattern, state.pattern, (height, width, 1), 100))

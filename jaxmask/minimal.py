@@ -1,0 +1,105 @@
+"""The minimal reveal: K is a cap, and the revealed area is minimised under constraints.
+
+A top-k quota spends its whole budget: every pixel beyond the task region is
+placed by the masker, on faces and in a label-dependent pattern
+(docs/results.md). Here the reveal is capped (``reveal='cap'``: the top-k
+pixels whose score m exceeds ``cap_threshold``) and the masker solves
+
+    minimise    area = mean(m) / K
+    subject to  utility:  Φ's accuracy on the reveal        ≥ ``utility_accuracy``
+                hidden:   the best complement adversary's
+                          accuracy on the hidden part       ≤ chance + ``hidden_margin``
+                pattern:  the best Ψ's accuracy on the mask ≤ chance + ``pattern_margin``
+
+by gradient descent on the Lagrangian for the masker and dual ascent for the
+multipliers (GECO, Rezende & Viola 2018; the expected-L0 Lagrangian of
+HardKuma, Bastings et al. 2019). Split by step:
+
+    utility step:  area + λ_utility · CE(y, Φ(h ⊙ x))
+    privacy step:  λ_hidden · max_members CE(uniform, Φ_c((1 − h) ⊙ x)) + λ_pattern · max_members CE(uniform, Ψ(h))
+    end of round:  log λ_c ← clip(log λ_c + η · violation_c)   (η = ``dual_learning_rate``)
+
+Each violation is measured on the round's own batches (accuracies, not
+losses, so the constraints read as what a user is promised). Multipliers live
+in log space in the train state (positive, multiplicative steps); a satisfied
+constraint's multiplier decays until the area term wins again, which is what
+makes the cap bind. Φ is REAL-X's at every rate
+(``utility.multi_rate_predictor_step``): it learns from random masks whose
+revealed fraction varies per image, so it reads the task at any budget and
+has no decoder for a code the masker could write.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxmask import adversaries, steps, utility
+from jaxmask.state import Method, TrainState
+
+CONSTRAINTS = ("utility", "hidden", "pattern")
+
+
+def multiplier(state: TrainState, name: str):
+    return jnp.exp(state.log_multipliers[name])
+
+
+def boundary(m):
+    """Mean absolute difference of m between 4-neighbours (per pixel): the soft mask's boundary length.
+
+    A solid region pays for its outline only; a lattice or speckle of the same
+    area pays for every pixel's edges.
+    """
+    return (jnp.abs(m[:, 1:] - m[:, :-1]).sum() + jnp.abs(m[:, :, 1:] - m[:, :, :-1]).sum()) / m.size
+
+
+def area_objective(method: Method, state: TrainState, cross_entropy, m):
+    """(area + boundary_weight · boundary) / K + λ_utility · CE: the utility step's share of the Lagrangian."""
+    cost = (m.mean() + method.boundary_weight * boundary(m)) / method.reveal_fraction
+    return cost + multiplier(state, "utility") * cross_entropy
+
+
+def minimal_utility_step(method: Method, state: TrainState, batch):
+    """Φ learns from random masks at every rate; the masker minimises area + λ_utility · CE on its reveal."""
+    return utility.predictor_masks_step(method, state, batch, utility.multi_rate_masks(method),
+                                        masker_objective=area_objective)
+
+
+def minimal_privacy_step(method: Method, state: TrainState, batch):
+    """The masker hides from the adversaries, each term weighted by its learned multiplier."""
+    return adversaries.weighted_privacy_step(method, state, batch, multiplier(state, "hidden"),
+                                             multiplier(state, "pattern"), method.channel_gradient)
+
+
+def phi_judged_privacy_step(method: Method, state: TrainState, batch):
+    """The masker hides the task from Φ itself: λ_hidden · CE(uniform, Φ((1 − h) ⊙ x)).
+
+    Φ learns only from random masks at every rate, never from the masker's, so
+    it reads any part of an image the same way and has no decoder the masker
+    could write to: a judge that cannot be co-adapted, without adversaries.
+    """
+    return steps.weighted_obfuscator_step(method, state, batch, multiplier(state, "hidden"))
+
+
+def violations(method: Method, round_metrics) -> dict[str, jnp.ndarray]:
+    """Each constraint's violation (> 0: violated) from a round's mean metrics."""
+    chance = 1.0 / method.phi.num_classes
+    out = {"utility": method.utility_accuracy - round_metrics["predictor_accuracy"]}
+    hidden = round_metrics.get("complement_accuracy", round_metrics.get("obfuscator_accuracy"))
+    if hidden is not None:
+        out["hidden"] = hidden - (chance + method.hidden_margin)
+    if "pattern_accuracy" in round_metrics:
+        out["pattern"] = round_metrics["pattern_accuracy"] - (chance + method.pattern_margin)
+    return out
+
+
+def update_multipliers(method: Method, state: TrainState, round_metrics):
+    """Dual ascent on log λ from the round's violations; returns (state, their metrics)."""
+    low, high = -method.max_log_multiplier, method.max_log_multiplier
+    log_multipliers = dict(state.log_multipliers)
+    metrics = {}
+    for name, violation in violations(method, round_metrics).items():
+        log_multipliers[name] = jnp.clip(log_multipliers[name] + method.dual_learning_rate * violation,
+                                         low, high)
+        metrics[f"violation_{name}"] = violation
+        metrics[f"multiplier_{name}"] = jnp.exp(log_multipliers[name])
+    return state.replace(log_multipliers=log_multipliers), metrics

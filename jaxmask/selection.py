@@ -1,0 +1,142 @@
+"""Model selection without ground truth: fresh validation probes score each evaluated checkpoint.
+
+A user trains once and has no task-region labels, and the last round is not
+the best one (docs/results.md: 200 rounds were worse than 100). At every
+evaluation the training loop masks the validation split with the current
+masker and fits three small *fresh* networks on the first half of it, tested
+on the second half (none of them is a player of the game, so none has been
+beaten by the masker):
+
+* ``utility``: the label from the release h ⊙ x (with h as a channel);
+* ``hidden``:  the label from the hidden part concat((1 − h) ⊙ x, 1 − h);
+* ``mask``:    the label from the 0/1 mask h alone.
+
+The documented score (higher is better), from quantities every labelled data
+set has: with each accuracy turned into its advantage over chance,
+adv(a) = (a − 1/C) / (1 − 1/C),
+
+    score = adv(utility) − max(0, adv(hidden)) − max(0, adv(mask)) − revealed_fraction
+
+so a release that keeps the task (utility 1), leaks nothing through the
+hidden part or the mask (both at chance) and reveals a quarter of the image
+scores 0.75; revealing less for the same utility and leaks scores higher.
+The training loop keeps the best-scoring checkpoint's masker as the
+``selected`` bundle in the workdir (``SELECTED``), with its round, score and
+probe accuracies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxmask import evaluators
+
+SELECTED = "selected"           # the workdir's bundle of the best-scoring checkpoint
+VIEWS = ("utility", "hidden", "mask")
+
+
+def advantage(accuracy: float, num_classes: int) -> float:
+    """(accuracy − chance) / (1 − chance): 0 at chance, 1 when always right."""
+    chance = 1.0 / num_classes
+    return (accuracy - chance) / (1.0 - chance)
+
+
+def score(probes: dict[str, float], revealed_fraction: float, num_classes: int) -> float:
+    """The selection score of one checkpoint (see the module doc)."""
+    return (advantage(probes["utility"], num_classes)
+            - max(0.0, advantage(probes["hidden"], num_classes))
+            - max(0.0, advantage(probes["mask"], num_classes))
+            - revealed_fraction)
+
+
+def probe_views(images: np.ndarray, revealed: np.ndarray) -> dict[str, np.ndarray]:
+    """What each probe sees of (N, H, W, C) images under (N, H, W, 1) 0/1 reveals."""
+    h = np.asarray(revealed, np.float32)
+    return {"utility": np.concatenate([images * h, h], axis=-1),
+            "hidden": np.concatenate([images * (1.0 - h), 1.0 - h], axis=-1),
+            "mask": h}
+
+
+def validation_probes(images: np.ndarray, labels: np.ndarray, revealed: np.ndarray, num_classes: int,
+                      settings, seed: int = 0) -> dict[str, float]:
+    """{utility, hidden, mask} accuracies of fresh probes fit on the first half, tested on the second.
+
+    ``settings``: ``probe_widths`` (a plain CNN's widths), ``probe_epochs``,
+    ``probe_batch_size``. Every evaluation of a run fits networks of the same
+    shapes, so each view compiles once per run.
+    """
+    half = len(labels) // 2
+    if half < settings.probe_batch_size:
+        raise ValueError(f"selection probes need two halves of ≥ {settings.probe_batch_size} validation "
+                         f"images (config.selection.probe_batch_size); the split has {len(labels)}")
+    out = {}
+    for view, x in probe_views(images, revealed).items():
+        net = evaluators.train_classifier(
+            x[:half], {"label": labels[:half]}, num_classes={"label": num_classes},
+            widths=tuple(settings.probe_widths), epochs=settings.probe_epochs,
+            batch_size=settings.probe_batch_size, seed=seed, name=f"selection probe ({view})", arch="plain")
+        out[view] = net.accuracy(x[half:], labels[half:], "label")
+    return out
+
+
+class Selector:
+    """Scores each evaluated checkpoint and keeps the best one's masker as WORKDIR/selected.
+
+    Process 0 does all of it (the state it reads is the gathered single copy,
+    and nothing it computes flows back into training). ``settings`` is
+    ``config.selection``; the validation split is loaded once.
+    """
+
+    def __init__(self, config, workdir: str, method):
+        import functools
+        import os
+
+        import jax
+
+        from jaxmask import evaluate, export, steps
+        self.config, self.settings = config, config.selection
+        self.path = os.path.join(workdir, SELECTED)
+        self.num_classes = int(config.num_classes)
+        split = evaluate.load_split(config, "validation", self.settings.max_images or 0)
+        self.images, self.labels = split["image"], split["label"]
+        self._mask = jax.jit(functools.partial(
+            steps.mask_images, method.masker, k=method.k, values=method.values, reveal=method.reveal,
+            cap_threshold=method.cap_threshold))
+        # A resumed run competes with the bundle its killed predecessor selected.
+        self.best = None
+        if os.path.exists(os.path.join(self.path, export.MANIFEST)):
+            metrics = export.read_manifest(self.path).get("metrics") or {}
+            self.best = metrics.get("selection_score")
+
+    def revealed(self, masker_variables, batch_size: int = 250) -> np.ndarray:
+        """(N, H, W, 1) reveals of the validation images (one compiled batch shape: the last is padded)."""
+        out = []
+        for i in range(0, len(self.images), batch_size):
+            batch = self.images[i:i + batch_size]
+            n = len(batch)
+            if n < batch_size:
+                batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), batch.dtype)])
+            out.append(np.asarray(self._mask(masker_variables, batch)[1], np.float32)[:n])
+        return np.concatenate(out)
+
+    def __call__(self, step: int, state, config, eval_metrics: dict[str, float]) -> dict[str, float]:
+        """The selection record of round ``step`` (and a new ``selected`` bundle if it is the best)."""
+        from jaxmask import export
+        revealed = self.revealed(state.masker.variables)
+        probes = validation_probes(self.images, self.labels, revealed, self.num_classes, self.settings,
+                                   seed=step)
+        fraction = float(revealed.mean())
+        record = {"selection_score": score(probes, fraction, self.num_classes),
+                  **{f"probe_{view}": value for view, value in probes.items()},
+                  "probe_revealed_fraction": fraction}
+        # How far the game's own adversaries trail a fresh network (the gap issue 17 asks to log).
+        if "accuracy_complement" in eval_metrics:
+            record["gap_complement"] = probes["hidden"] - eval_metrics["accuracy_complement"]
+        if "accuracy_pattern" in eval_metrics:
+            record["gap_pattern"] = probes["mask"] - eval_metrics["accuracy_pattern"]
+        record["selected"] = float(self.best is None or record["selection_score"] > self.best)
+        if record["selected"]:
+            self.best = record["selection_score"]
+            export.export_masker(state, config, self.path, step=step,
+                                 metrics={**eval_metrics, **record, "step": step})
+        return record

@@ -1,0 +1,38 @@
+"""Model selection without ground truth (jaxmask.selection): the score and the fresh validation probes."""
+
+import types
+
+import numpy as np
+import pytest
+
+from jaxmask import selection
+
+
+def test_score_rewards_utility_and_punishes_leaks_and_area():
+    chance_probes = {"utility": 1.0, "hidden": 0.25, "mask": 0.25}
+    assert selection.score(chance_probes, 0.25, 4) == pytest.approx(0.75)       # the module doc's example
+    # Below chance is no credit (max(0, ·)); every leak and every revealed pixel costs.
+    assert selection.score({**chance_probes, "hidden": 0.1}, 0.25, 4) == pytest.approx(0.75)
+    assert selection.score({**chance_probes, "hidden": 1.0}, 0.25, 4) == pytest.approx(-0.25)
+    assert selection.score({**chance_probes, "mask": 0.625}, 0.25, 4) == pytest.approx(0.25)
+    assert selection.score(chance_probes, 0.5, 4) < selection.score(chance_probes, 0.25, 4)
+    assert selection.score({**chance_probes, "utility": 0.25}, 0.25, 4) == pytest.approx(-0.25)
+
+
+def test_validation_probes_read_a_label_written_into_the_mask():
+    """A reveal whose mask says the label is caught by the mask probe; one that ignores it is not."""
+    rng = np.random.default_rng(0)
+    n, size = 400, 8
+    labels = rng.integers(0, 2, n)
+    images = rng.random((n, size, size, 3)).astype(np.float32)
+    coded = np.zeros((n, size, size, 1), np.float32)
+    coded[labels == 0, :4] = 1                       # label 0: top half; label 1: bottom half
+    coded[labels == 1, 4:] = 1
+    fixed = np.zeros_like(coded)
+    fixed[:, :4] = 1
+    settings = types.SimpleNamespace(probe_widths=(8,), probe_epochs=4, probe_batch_size=20)
+    leak = selection.validation_probes(images, labels, coded, 2, settings)
+    clean = selection.validation_probes(images, labels, fixed, 2, settings)
+    assert leak["mask"] >= 0.95 and clean["mask"] <= 0.65
+    with pytest.raises(ValueError, match="two halves"):
+        selection.validation_probes(images[:30], labels[:30], coded[:30], 2, settings)
