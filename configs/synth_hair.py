@@ -70,6 +70,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.minimal.max_log_multiplier = 6.0  # multipliers stay in [e^-6, e^6]
     config.minimal.boundary_weight = 0.0     # weight of the soft mask's boundary length beside its area
     config.minimal.channel_gradient = True   # False: the privacy gradient reaches the masker through pixels only
+    config.minimal.judge_objective = "uniform"   # minimal_phi: uniform (CE(uniform, Φ)) | excess (Φ's p(y) above chance)
     config.minimal.min_mask_rate = 0.01      # Φ's random masks reveal a fraction log-uniform in [this, 1]
     config.adversary = ml_collections.ConfigDict()
     config.adversary.complement_widths = ((16, 32, 64, 64), (8, 16, 32, 32))   # one Φ_c per entry
@@ -83,6 +84,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Plateau exit: ... once the weakest member's accuracy on the next (not yet trained on) batch rose
     # by less than this since the previous update (None = never).
     config.adversary.plateau = ml_collections.config_dict.placeholder(float)
+    # Judges of the hidden part and the mask (adversaries, and Φ in minimal_phi) read their inputs
+    # shifted by up to this many pixels and flipped at random: a pixel-exact pattern cannot fool them.
+    config.adversary.jitter = 0
     config.adversary.reinit_every = 50   # rounds; re-initialise one member per ensemble in turn (None = never)
     config.adversary.pattern_weight = 1.0   # Ψ's term in the masker's privacy loss (0 = no Ψ)
 

@@ -35,6 +35,7 @@ flags.DEFINE_integer("num_rounds", None, "rounds (default: the config's)")
 flags.DEFINE_integer("eval_epochs", None, "epochs of every evaluation network (default: evaluate's)")
 flags.DEFINE_integer("max_train", 0, "training images of the evaluation networks (0 = all)")
 flags.DEFINE_bool("train_only", False, "train and export, no evaluation")
+flags.DEFINE_bool("final_too", False, "also evaluate each run's last checkpoint where selection picked another")
 flags.DEFINE_string("report", "report", "report directory, relative to --out")
 FLAGS = flags.FLAGS
 
@@ -48,6 +49,7 @@ def main(argv):
     bundles, timings = {}, {}
     runs = [(v.split("@")[0], [int(v.split("@")[1])] if "@" in v else [int(s) for s in FLAGS.seeds])
             for v in FLAGS.variants]
+    selection = {}
     for variant, seeds in runs:
         for seed in seeds:
             name = f"{variant} s{seed}"
@@ -63,7 +65,17 @@ def main(argv):
                 timings[name] = (time.time() - start) / max(step, 1)
                 print(f"[study] {name}: {step} rounds, {timings[name]:.2f} s/round, "
                       f"validation {result['validation']}", flush=True)
-            bundles[name] = export.load_masker(bundle)
+            # The run's masker is the model selection's pick where selection ran (WORKDIR/selected),
+            # else the last checkpoint's; both rounds' validation records go to selection.json.
+            selected = os.path.join(workdir, "selected")
+            chosen = selected if os.path.exists(os.path.join(selected, "manifest.json")) else bundle
+            bundles[name] = export.load_masker(chosen)
+            last = checkpoint.last_validation_metrics(workdir)
+            selection[name] = {"selected": bundles[name].metrics, "final": last}
+            if FLAGS.final_too and chosen != bundle and bundles[name].step != (last or {}).get("step"):
+                bundles[f"{name} final"] = export.load_masker(bundle)
+    with open(os.path.join(out, "selection.json"), "w") as f:
+        json.dump(selection, f, indent=1)
     with open(os.path.join(out, "timings.json"), "a") as f:
         f.write(json.dumps(timings) + "\n")
     if FLAGS.train_only:

@@ -1,9 +1,10 @@
 """Study variant names → configs, shared by privacy_study.py and game_cost.py.
 
-``name`` is a game (paper | complement | realx | shuffled) followed by options:
-``+channel`` (mask channel on; off without it), ``+cap`` (reveal=cap), ``+nopattern`` (no mask-pattern adversary), ``+nonadv``
-(obfuscator_steps=0), ``+obfN`` (N privacy steps per round), ``+advN`` (N
-adversary updates per round), ``+rN`` (N rounds).
+``name`` is ``default`` (the config file as it is) or a game of
+``jaxmask.games.GAMES`` followed by options: ``+channel`` (mask channel on;
+off without it), ``+cap`` (reveal=cap), ``+nopattern`` (no mask-pattern
+adversary), ``+nonadv`` (obfuscator_steps=0), ``+obfN`` (N privacy steps per
+round), ``+advN`` (N adversary updates per round), ``+rN`` (N rounds).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 def variant_config(base, variant: str, seed: int):
     config = base.copy_and_resolve_references()
     game, *options = variant.split("+")
-    config.game = game
     config.seed = seed
-    config.mask_channel = "channel" in options   # explicit: the config's default has the channel on
-    from jaxmask.games import GAMES
-    config.reveal = GAMES[game].reveal or "exact" if game in GAMES else config.reveal
+    if game != "default":
+        from jaxmask.games import GAMES
+        config.game = game
+        config.mask_channel = "channel" in options   # explicit: the config's default has the channel on
+        config.reveal = (GAMES[game].reveal or "exact") if game in GAMES else config.reveal
     for option in options:
         if option == "channel":
             pass

@@ -23,7 +23,7 @@ from jax import lax
 
 from jaxmask import steps
 from jaxmask.state import Method, TrainState, init_player
-from jaxmask.utility import apply_train, step_key
+from jaxmask.utility import apply_train, example_keys, jitter, step_key
 
 Batch = steps.Batch
 Metrics = steps.Metrics
@@ -34,11 +34,21 @@ def uniform_cross_entropy(logits):
     return -jnp.mean(jax.nn.log_softmax(logits, axis=-1), axis=-1)
 
 
-def adversary_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+def judge_view(method: Method, state: TrainState, inputs, salt: int):
+    """A judge's inputs through ``method.judge_jitter`` (random shifts and flips; none when 0)."""
+    if not method.judge_jitter:
+        return inputs
+    keys = example_keys(method, step_key(method, state, 1000 + salt), inputs.shape[0])
+    return jitter(inputs, keys, method.judge_jitter)
+
+
+def adversary_step(method: Method, state: TrainState, batch: Batch, update: int = 0
+                   ) -> tuple[TrainState, Metrics]:
     """One update of every complement adversary Φ_c (on the hidden part) and every Ψ (on h).
 
     The masker runs in train mode (its batch-stat update is discarded) and its
-    output is a constant here: only the adversaries learn.
+    output is a constant here: only the adversaries learn. ``update``: the
+    update's index in the round (its jitter draw).
     """
     images, labels = batch["image"], batch["label"]
     _, keep, rest, _ = steps.masker_split(method, state.masker.params, state.masker.batch_stats, images, True)
@@ -63,9 +73,10 @@ def adversary_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tra
             weakest.append(jnp.min(jnp.stack(accuracies)))
         return tuple(new_players)
 
-    complement = train_members(method.complement, state.complement,
-                               steps.classifier_input(method, rest, images), "complement")
-    pattern = train_members(method.pattern, state.pattern, keep, "pattern")
+    complement = train_members(method.complement, state.complement, judge_view(
+        method, state, steps.classifier_input(method, rest, images), 2 * update), "complement")
+    pattern = train_members(method.pattern, state.pattern, judge_view(method, state, keep, 2 * update + 1),
+                            "pattern")
     # The weakest member's batch accuracy before its update: what the early exit reads.
     metrics["adversary_weakest_accuracy"] = jnp.min(jnp.stack(weakest))
     return state.replace(complement=complement, pattern=pattern), steps.device_mean(metrics, method.axis_name)
@@ -94,10 +105,10 @@ def adversary_updates(method: Method, state: TrainState, take) -> tuple[TrainSta
     previous = None
     for j in range(method.adversary_steps):
         if not early_exit or j == 0:
-            state, metrics = adversary_step(method, state, take(j))
+            state, metrics = adversary_step(method, state, take(j), j)
         else:
             state, metrics = lax.cond(done, lambda s, m: (s, m),
-                                      lambda s, m, j=j: adversary_step(method, s, take(j)), state, metrics)
+                                      lambda s, m, j=j: adversary_step(method, s, take(j), j), state, metrics)
         updates = updates + jnp.where(done, 0.0, 1.0)
         weakest = metrics["adversary_weakest_accuracy"]
         if method.adversary_exit_accuracy is not None:
@@ -147,11 +158,12 @@ def weighted_privacy_step(method: Method, state: TrainState, batch: Batch, compl
         loss = jnp.zeros((), jnp.float32)
         if method.complement:
             complement_loss, aux["complement_accuracy"] = ensemble_loss(
-                method.complement, state.complement, hidden_input(rest))
+                method.complement, state.complement, judge_view(method, state, hidden_input(rest), 500))
             aux["complement_loss"] = complement_loss
             loss = loss + complement_weight * complement_loss
         if method.pattern:
-            pattern_loss, aux["pattern_accuracy"] = ensemble_loss(method.pattern, state.pattern, keep)
+            pattern_loss, aux["pattern_accuracy"] = ensemble_loss(method.pattern, state.pattern,
+                                                                  judge_view(method, state, keep, 501))
             aux["pattern_loss"] = pattern_loss
             loss = loss + pattern_weight * pattern_loss
         return loss, (masker_stats, aux)

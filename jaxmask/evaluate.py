@@ -40,7 +40,7 @@ from typing import Any, Callable
 import ml_collections
 import numpy as np
 
-from jaxmask import baselines, evaluators, probes, topk
+from jaxmask import baselines
 
 Progress = Callable[[str], None]
 
@@ -181,7 +181,8 @@ def _has_identity(split: dict) -> bool:
     return bool((split["identity"] >= 0).all())
 
 
-def _use_dlib(config, eval_config) -> bool:
+def use_dlib(config, eval_config) -> bool:
+    """Whether dlib's face similarity runs: ``eval.dlib`` on, or auto on real faces with the extra."""
     if eval_config.dlib == "off":
         return False
     from jaxmask import facesim
@@ -194,15 +195,6 @@ def _use_dlib(config, eval_config) -> bool:
 
 # ---- The evaluation ---------------------------------------------------------------------
 
-def _train(images, labels, num_classes, settings, seed, progress, name, init=None):
-    """Trains (``init`` None: ``settings.epochs`` from scratch) or fine-tunes (``retrain_epochs``)."""
-    return evaluators.train_classifier(
-        images, labels, num_classes=num_classes, widths=tuple(settings.widths),
-        epochs=settings.epochs if init is None else settings.retrain_epochs,
-        batch_size=settings.batch_size, learning_rate=settings.learning_rate, seed=seed,
-        init_params=None if init is None else init.params, progress=progress, name=name)
-
-
 def releases_for(config, models: dict[str, Any], eval_config, topk_fraction: float | None = None
                  ) -> dict[str, baselines.Release]:
     """Baselines then models, in table order; ``topk_fraction`` re-ranks the maskers at another K."""
@@ -213,17 +205,12 @@ def releases_for(config, models: dict[str, Any], eval_config, topk_fraction: flo
     return releases
 
 
-def _accuracies(net, images, split, heads) -> dict[str, float]:
-    accuracy = net.accuracies(images, {head: split[head] for head in heads})
-    out = {"task_accuracy": accuracy["label"]}
-    if "identity" in accuracy:
-        out["reid_accuracy"] = accuracy["identity"]
-    return out
-
-
 def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progress | None = print
              ) -> dict[str, Any]:
     """Every metric of every release; the dict that ``report.write_report`` writes out.
+
+    Every row (``evaluation.rows``) is released once, then scored by every
+    evaluator (``evaluation.common.EVALUATORS``); no row is special-cased by name.
 
     Args:
       config: the experiment config (dataset, task, image size, K).
@@ -231,6 +218,7 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
       eval_config: ``get_config()`` or an override of it.
       progress: called with progress lines (None: silent).
     """
+    from jaxmask.evaluation import common, rows as rows_lib
     eval_config = get_config() if eval_config is None else eval_config
     say = progress or (lambda line: None)
     start = time.time()
@@ -248,80 +236,29 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
     num_classes = {"label": int(config.num_classes)}
     if has_identity:
         num_classes["identity"] = num_identities
-    heads = tuple(num_classes)
-    train_labels = {head: train[head] for head in heads}
-    settings, seed = eval_config.network, eval_config.seed
+    rows = rows_lib.from_config(config, models, eval_config, train, test)
+    probed = rows_lib.probed(eval_config, rows)     # before any training: a bad name fails fast
+    context = common.Context(config, eval_config, train, test, num_classes, network=None, say=say, probed=probed)
 
-    # ---- Evaluator and attacker trained on originals.
-    network = _train(train["image"], train_labels, num_classes, settings, seed, say,
-                     "evaluator + attacker (originals)")
-    original_embedding = network.embed(test["image"])
-    use_dlib = _use_dlib(config, eval_config)
-    if use_dlib:
-        from jaxmask import facesim
-        dlib_originals = test["image"][:eval_config.dlib_images]
-        say(f"dlib: finding faces on {len(dlib_originals)} original test images")
-        dlib_faces = facesim.original_faces(dlib_originals)
-
-    # ---- Every release at the trained K (and the Oracle, where task regions are known).
-    releases: dict[str, Any] = dict(releases_for(config, models, eval_config))
-    if eval_config.oracle and "task_mask" in train and "task_mask" in test:
-        k = topk.num_revealed(config.topk_fraction, config.image_size, config.image_size)
-        oracles = {"Oracle": _oracle_release(train, test, k, seed, pad=True),
-                   "Oracle-exact": _oracle_release(train, test, k, seed, pad=False)}
-        names = list(releases)
-        at = names.index("Random-K") + 1 if "Random-K" in names else len(names)
-        releases = {**dict(list(releases.items())[:at]), **oracles, **dict(list(releases.items())[at:])}
-    probed = probed_releases(eval_config, models, releases)
-    probe_list = _probe_list(eval_config)
+    # ---- Evaluator and attacker trained on originals, then every row through every evaluator.
+    context.network = common.train_network(train["image"], context.train_labels, context,
+                                           "evaluator + attacker (originals)")
+    evaluators = common.from_config(context)
     methods: dict[str, dict[str, float]] = {}
     released_test: dict[str, np.ndarray] = {}
     revealed_test: dict[str, np.ndarray] = {}
-    for name, release in releases.items():
-        say(f"{name}: releasing {len(train['label'])} + {len(test['label'])} images")
-        if name in ORACLES:
-            train_revealed, test_revealed = release
-            train_released, test_released = train["image"] * train_revealed, test["image"] * test_revealed
-        else:
-            test_released, test_revealed = apply_release(release, test["image"], eval_config.batch_size)
-            train_released, train_revealed = ((None, None) if name == "Original" else
-                                              apply_release(release, train["image"], eval_config.batch_size))
-        released_test[name], revealed_test[name] = test_released, test_revealed
-        row = {"n_test": len(test["label"]), "n_train": len(train["label"])}
-        row.update(mask_quality(test_revealed, test.get("task_mask"), test.get("identity_mask")))
-        if "task_mask" in test:
-            row["task_region_revealed_per_class"] = probes.per_class_recall(
-                test_revealed, test["task_mask"], test["label"], int(config.num_classes))
-        row.update(_accuracies(network, test_released, test, heads))
-        if has_identity:
-            similarity = cosine_similarity(network.embed(test_released), original_embedding)
-            row["face_similarity"] = float(similarity.mean())
-            row["face_similarity_se"] = float(similarity.std() / np.sqrt(len(similarity)))
-        if use_dlib:
-            dlib_row = facesim.mean_similarity(dlib_originals, test_released[:len(dlib_originals)], dlib_faces)
-            row["dlib_similarity"], row["n_dlib"] = dlib_row["similarity"], dlib_row["count"]
-        if name == "Original":
-            retrained = _accuracies(network, test_released, test, heads)   # the original protocol itself
-        else:
-            tuned = _train(train_released, train_labels, num_classes, settings, seed, say,
-                           f"evaluator + attacker retrained on {name}", init=network)
-            retrained = _accuracies(tuned, test_released, test, heads)
-            if eval_config.mask_swap and name in probed:
-                row.update(probes.mask_swap(tuned, test["image"], test_revealed, test["label"], seed))
-        row.update({f"{key}_retrained": value for key, value in retrained.items()})
-        if probe_list and name in probed:
-            n = len(train["label"]) if eval_config.probe_max_train <= 0 else eval_config.probe_max_train
-            probe_train = {key: value[:n] for key, value in train.items()}
-            row.update(probes.fresh_network_probes(probe_train, test, train_revealed[:n], test_revealed,
-                                                   num_classes, settings, seed, say, name, probe_list))
-        if name in models and models[name].metrics:
-            row.update({f"in_training_{key}": float(value) for key, value in models[name].metrics.items()
-                        if key.startswith("accuracy_") and key != "accuracy_revealed"})
-        methods[name] = row
-        say(f"{name}: " + " ".join(f"{k}={v:.3f}" for k, v in row.items() if isinstance(v, float)))
+    for row in rows:
+        say(f"{row.name}: releasing {len(train['label'])} + {len(test['label'])} images")
+        released = row.release_splits(train, test, eval_config.batch_size)
+        released_test[row.name], revealed_test[row.name] = released.test, released.test_revealed
+        metrics = {"n_test": len(test["label"]), "n_train": len(train["label"])}
+        for evaluator in evaluators:
+            metrics.update(evaluator.run(row, released))
+        methods[row.name] = metrics
+        say(f"{row.name}: " + " ".join(f"{k}={v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
 
     # ---- K sweep: Random-K and the maskers at other K.
-    sweep = _k_sweep(config, models, eval_config, train, test, network, train_labels, num_classes, say)
+    sweep = _k_sweep(config, models, eval_config, train, test, context)
 
     examples = _examples(test, released_test, revealed_test, models, eval_config)
     return {
@@ -330,7 +267,7 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
                        "num_identities": num_identities},
         "reference": {"task_chance": 1 / config.num_classes,
                       "identity_chance": 1 / num_identities if num_identities else None},
-        "protocol": _protocol(eval_config, use_dlib),
+        "protocol": _protocol(eval_config, use_dlib(config, eval_config)),
         "methods": methods,
         "k_sweep": sweep,
         "examples": examples,
@@ -340,57 +277,32 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
                           "obfuscator_steps": bundle.config.get("obfuscator_steps"),
                           "game": bundle.config.get("game", "paper"),
                           "mask_channel": bundle.config.get("mask_channel", False),
+                          "reveal": bundle.config.get("reveal", "exact"),
                           "k": bundle.k} for name, bundle in models.items()},
         "seconds": time.time() - start,
     }
 
 
-def probed_releases(eval_config, models, releases) -> set[str]:
-    """The rows the probes and the mask swap run on (``eval_config.probe_releases``)."""
-    if not eval_config.probe_releases:
-        return {*models, *ORACLES, *(("Random-K",) if eval_config.probe_random_k else ())}
-    unknown = [name for name in eval_config.probe_releases if name not in releases or name == "Original"]
-    if unknown:
-        raise ValueError(f"eval probe_releases names {unknown}, which this evaluation does not release: "
-                         f"use names from {[name for name in releases if name != 'Original']} (or () for every masker)")
-    return set(eval_config.probe_releases)
-
-
-def _probe_list(eval_config):
-    """The fresh-network probes ``eval_config`` asks for (``probes.PROBES`` entries)."""
-    wanted = {"mask": eval_config.mask_only, "hidden": eval_config.hidden_part}
-    return tuple(p for p in probes.PROBES if wanted[p[2]])
-
-
-ORACLES = ("Oracle", "Oracle-exact")
-
-
-def _oracle_release(train, test, k: int, seed: int, pad: bool):
-    """An oracle's (train, test) reveal masks: each image's task region trimmed to k, and padded to
-    exactly k (``Oracle``, the floor for exact-k) or not (``Oracle-exact``, the floor for a cap)."""
-    return (probes.oracle_indicator(train["task_mask"], k, seed, pad=pad),
-            probes.oracle_indicator(test["task_mask"], k, seed + 1, pad=pad))
-
-
-def _k_sweep(config, models, eval_config, train, test, network, train_labels, num_classes, say):
+def _k_sweep(config, models, eval_config, train, test, context):
     """{name: [{topk_fraction, task_accuracy, reid_accuracy, …}]} for Random-K and each masker."""
+    from jaxmask.evaluation.common import accuracies, train_network
     sweep: dict[str, list[dict[str, float]]] = {}
-    heads = tuple(num_classes)
+    network, heads = context.network, context.heads
     for fraction in eval_config.k_sweep:
         releases = releases_for(config, models, eval_config, fraction)
         for name in ["Random-K", *models]:
             release = releases[name]
             released, revealed = apply_release(release, test["image"], eval_config.batch_size)
-            point = {"topk_fraction": float(fraction), **_accuracies(network, released, test, heads)}
+            point = {"topk_fraction": float(fraction), **accuracies(network, released, test, heads)}
             point.update(mask_quality(revealed, test.get("task_mask"), test.get("identity_mask")))
             if eval_config.sweep_retrained:
                 train_released, _ = apply_release(release, train["image"], eval_config.batch_size)
-                tuned = _train(train_released, train_labels, num_classes, eval_config.network,
-                               eval_config.seed, say, f"retrained on {name} at K={fraction:g}", init=network)
+                tuned = train_network(train_released, context.train_labels, context,
+                                      f"retrained on {name} at K={fraction:g}", init=network)
                 point.update({f"{key}_retrained": value
-                              for key, value in _accuracies(tuned, released, test, heads).items()})
+                              for key, value in accuracies(tuned, released, test, heads).items()})
             sweep.setdefault(name, []).append(point)
-        say(f"K sweep: K={fraction:g} done")
+        context.say(f"K sweep: K={fraction:g} done")
     return sweep
 
 

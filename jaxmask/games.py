@@ -35,7 +35,7 @@ from typing import Callable
 
 import jax
 
-from jaxmask import minimal, steps, utility
+from jaxmask import minimal, steps
 from jaxmask.adversaries import (adversary_step, adversary_updates, privacy_step,  # noqa: F401 (API)
                                  reinitialise_adversaries, uniform_cross_entropy, weighted_privacy_step)
 from jaxmask.state import Method, TrainState

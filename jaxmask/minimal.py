@@ -31,6 +31,7 @@ has no decoder for a code the masker could write.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from jaxmask import adversaries, steps, utility
@@ -70,14 +71,30 @@ def minimal_privacy_step(method: Method, state: TrainState, batch):
                                              multiplier(state, "pattern"), method.channel_gradient)
 
 
+def excess_label_probability(logits, labels):
+    """mean over the batch of max(0, log p(y | hidden part) − log(1/C)): the judge's evidence for the
+    *true* label beyond chance.
+
+    Unlike CE(uniform, ·) it does not punish a judge's confident *wrong*
+    readings (an imperfect Φ reads brows or shadows as hair colour): those are
+    independent of the label and would pull the masker toward revealing
+    whatever features mislead this particular judge, differently per class.
+    """
+    log_p = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), labels[:, None], axis=-1)[:, 0]
+    return jnp.mean(jax.nn.relu(log_p + jnp.log(logits.shape[-1])))
+
+
 def phi_judged_privacy_step(method: Method, state: TrainState, batch):
-    """The masker hides the task from Φ itself: λ_hidden · CE(uniform, Φ((1 − h) ⊙ x)).
+    """The masker hides the task from Φ itself: λ_hidden · (Φ's excess evidence for y on (1 − h) ⊙ x).
 
     Φ learns only from random masks at every rate, never from the masker's, so
     it reads any part of an image the same way and has no decoder the masker
     could write to: a judge that cannot be co-adapted, without adversaries.
     """
-    return steps.weighted_obfuscator_step(method, state, batch, multiplier(state, "hidden"))
+    return steps.weighted_obfuscator_step(
+        method, state, batch, multiplier(state, "hidden"),
+        view=lambda inputs: adversaries.judge_view(method, state, inputs, 502),
+        objective=excess_label_probability if method.judge_objective == "excess" else steps.uniform_cross_entropy_loss)
 
 
 def violations(method: Method, round_metrics) -> dict[str, jnp.ndarray]:

@@ -138,17 +138,23 @@ def probe_table(results: dict[str, Any]) -> list[str]:
              "per class. Mask alone / hidden part: task accuracy of fresh networks on h alone and on "
              "concat((1 − h) ⊙ x, 1 − h) (ResNet, plain CNN). Swap: the retrained evaluator on image i under "
              "image j's mask, share read as y_i / as y_j. In training: the game's own adversaries on "
-             "validation (complement on the hidden part / pattern on h), best member.", "",
-             "| Method | Recall | Recall per class | Mask alone | Hidden (ResNet) | Hidden (plain) | "
-             "Swap → image / mask | In-training adversary (complement / pattern) | Re-ID (retrained) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "validation (complement on the hidden part / pattern on h), best member. Hidden, none left: "
+             "the ResNet hidden-part probe on the test images that leave no task pixel hidden (their count): "
+             "above chance there, the label is read from a code, not from missed task pixels.", "",
+             "| Method | Revealed | Recall | Recall per class | Mask alone | Hidden (ResNet) | Hidden (plain) | "
+             "Hidden, none left (n) | Swap → image / mask | In-training adversary (complement / pattern) | "
+             "Re-ID (retrained) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         row = methods[name]
         per_class = "/".join(_fmt(v) for v in row.get("task_region_revealed_per_class", []))
+        bins = row.get("task_accuracy_hidden_part_by_hidden_task_pixels") or []
+        none_left = f"{_fmt(bins[0]['accuracy'])} ({bins[0]['count']})" if bins else "–"
         lines.append(
-            f"| {name} | {_fmt(row.get('task_region_revealed'))} | {per_class or '–'} | "
+            f"| {name} | {_fmt(row.get('revealed_fraction'))} | {_fmt(row.get('task_region_revealed'))} | "
+            f"{per_class or '–'} | "
             f"{_fmt(row.get('task_accuracy_mask_only'))} | {_fmt(row.get('task_accuracy_hidden_part'))} | "
-            f"{_fmt(row.get('task_accuracy_hidden_part_plain'))} | "
+            f"{_fmt(row.get('task_accuracy_hidden_part_plain'))} | {none_left} | "
             f"{_fmt(row.get('swap_follows_image'))} / {_fmt(row.get('swap_follows_mask'))} | "
             f"{_fmt(row.get('in_training_accuracy_complement'))} / {_fmt(row.get('in_training_accuracy_pattern'))} | "
             f"{_fmt(row.get('reid_accuracy_retrained'))} |")

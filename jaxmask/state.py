@@ -80,6 +80,7 @@ class Method:
     max_log_multiplier: float = 6.0        # |log λ| bound: a lost constraint cannot run away
     boundary_weight: float = 0.0           # the area's boundary-length prior (jaxmask.minimal.boundary)
     channel_gradient: bool = True          # the privacy step's gradient also through Φ_c's mask channel
+    judge_objective: str = "uniform"       # minimal_phi: "uniform" (CE(uniform, ·)) | "excess" (true-label evidence)
     min_mask_rate: float = 0.01
     complement: tuple[Classifier, ...] = ()   # complement adversaries Φ_c (on the hidden part)
     pattern: tuple[Classifier, ...] = ()      # mask-pattern adversaries Ψ (on h alone)
@@ -87,6 +88,7 @@ class Method:
     adversary_steps: int = 0               # adversary updates per round (each on one of the round's batches)
     adversary_exit_accuracy: float | None = None   # skip the rest once every member reaches it (None: never)
     adversary_plateau: float | None = None   # skip the rest once held-out accuracy rises less than this
+    judge_jitter: int = 0                  # judges read their inputs shifted by up to this (pixels) and flipped
     reinit_every: int = 0                  # rounds between re-initialising one member per ensemble (0 = never)
     pattern_weight: float = 0.0
     seed: int = 0
@@ -182,6 +184,7 @@ def build_method(config, axis_name: str | None = None) -> Method:
         adversary_exit_accuracy=(None if getattr(adversary, "exit_accuracy", None) is None
                                  else float(adversary.exit_accuracy)),
         adversary_plateau=(None if getattr(adversary, "plateau", None) is None else float(adversary.plateau)),
+        judge_jitter=int(getattr(adversary, "jitter", 0) or 0),
         reinit_every=int(adversary.reinit_every or 0),
         pattern_weight=float(adversary.pattern_weight),
         seed=int(config.seed),
@@ -196,7 +199,8 @@ def _minimal_settings(config) -> dict[str, float]:
     out = {name: float(section[name]) for name in
            ("utility_accuracy", "hidden_margin", "pattern_margin", "dual_learning_rate", "max_log_multiplier",
             "boundary_weight", "min_mask_rate")}
-    return {**out, "channel_gradient": bool(section.channel_gradient)}
+    return {**out, "channel_gradient": bool(section.channel_gradient),
+            "judge_objective": str(section.judge_objective)}
 
 
 def init_player(module, tx, rng, input_shape) -> PlayerState:

@@ -111,17 +111,26 @@ def obfuscator_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tr
     return weighted_obfuscator_step(method, state, batch, 1.0)
 
 
-def weighted_obfuscator_step(method: Method, state: TrainState, batch: Batch, weight
-                             ) -> tuple[TrainState, Metrics]:
+def uniform_cross_entropy_loss(logits, labels):
+    """CE(uniform, softmax(logits)), the batch mean: the paper's obfuscator loss (log C at best)."""
+    del labels
+    return -jnp.mean(jax.nn.log_softmax(logits, axis=-1))
+
+
+def weighted_obfuscator_step(method: Method, state: TrainState, batch: Batch, weight, view=None,
+                             objective=uniform_cross_entropy_loss) -> tuple[TrainState, Metrics]:
     """``obfuscator_step`` with its loss times ``weight`` (a float or a traced scalar, e.g. a learned
-    multiplier); ``obfuscator_loss`` in the metrics is the unweighted CE(uniform, ·)."""
+    multiplier), Φ's input passed through ``view`` (e.g. a random jitter; None: as it is) and
+    ``objective(logits, labels)`` in place of CE(uniform, ·); ``obfuscator_loss`` in the metrics is
+    the unweighted objective."""
     images, labels = batch["image"], batch["label"]
 
     def loss_fn(masker_params):
         _, _, rest, masker_stats = masker_split(method, masker_params, state.masker.batch_stats, images, True)
+        inputs = classifier_input(method, rest, images)
         logits, _ = _phi_train(method, state.phi.params, state.phi.batch_stats,
-                               classifier_input(method, rest, images))
-        loss = -jnp.mean(jax.nn.log_softmax(logits, axis=-1))
+                               inputs if view is None else view(inputs))
+        loss = objective(logits, labels)
         return weight * loss, (masker_stats, accuracy(logits, labels), loss)
 
     (_, (masker_stats, phi_accuracy, loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(

@@ -83,6 +83,27 @@ def random_masks_at_rates(keys, shape, min_rate: float, max_rate: float = 1.0):
     return jax.vmap(one)(keys)
 
 
+def jitter(inputs, keys, max_shift: int):
+    """Each (H, W, C) input rolled by a random (dy, dx) in [−max_shift, max_shift]² and flipped
+    left–right with probability 1/2, one key per input (``example_keys``); ``max_shift`` 0: unchanged.
+
+    A judge that reads its inputs through this cannot be fooled by a pixel-exact
+    pattern (a lattice that moves with the pixels it sits on); a task region
+    left hidden still gives the label away wherever it lands.
+    """
+    if not max_shift:
+        return inputs
+
+    def one(x, key):
+        shift_y, shift_x, flip = jax.random.split(key, 3)
+        dy = jax.random.randint(shift_y, (), -max_shift, max_shift + 1)
+        dx = jax.random.randint(shift_x, (), -max_shift, max_shift + 1)
+        x = jnp.roll(x, (dy, dx), axis=(0, 1))
+        return jnp.where(jax.random.bernoulli(flip), x[:, ::-1], x)
+
+    return jax.vmap(one)(inputs, keys)
+
+
 def example_keys(method: Method, key, batch: int):
     """One key per example of this device's batch, folded from its index in the *global* batch."""
     offset = 0 if method.axis_name is None else lax.axis_index(method.axis_name) * batch

@@ -139,7 +139,7 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
     assert any("evaluator + attacker (originals): epoch 1/1" in line for line in lines)
     assert any("retrained on Ours: epoch 1/1" in line for line in lines)
     methods = results["methods"]
-    assert list(methods) == ["Original", "Block", "Gaussian Blur", "Random-K", "Oracle", "Ours"]
+    assert list(methods) == ["Original", "Block", "Gaussian Blur", "Random-K", "Oracle", "Oracle-exact", "Ours"]
     n_test = smoke_config.data.num_test
     for name, row in methods.items():
         assert row["n_test"] == n_test
@@ -156,8 +156,13 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
                     "task_accuracy_mask_only", "swap_follows_image", "swap_follows_mask"):
             assert 0 <= methods[name][key] <= 1, (name, key)
         assert len(methods[name]["task_region_revealed_per_class"]) == smoke_config.num_classes
-    # The Oracle reveals exactly k, all of each task region that fits in k.
+    # The Oracle reveals exactly k, all of each task region that fits in k; the Oracle-exact the
+    # task region alone (hair: about a quarter of the image, within K = 0.35).
     assert methods["Oracle"]["revealed_fraction"] == method.k / 32 ** 2
+    assert methods["Oracle-exact"]["task_region_revealed"] == 1.0 and methods["Oracle-exact"]["task_region_share"] == 1.0
+    assert methods["Oracle-exact"]["revealed_fraction"] < methods["Oracle"]["revealed_fraction"]
+    bins = methods["Oracle-exact"]["task_accuracy_hidden_part_by_hidden_task_pixels"]
+    assert bins[0]["low"] == 0 and bins[0]["count"] == n_test    # no task pixel hidden in any test image
     assert methods["Oracle"]["task_region_revealed"] > methods["Random-K"]["task_region_revealed"] + 0.3
     assert "task_accuracy_hidden_part" not in methods["Original"]
     assert methods["Original"]["revealed_fraction"] == 1.0
@@ -233,15 +238,22 @@ def test_attacker_and_evaluator_learn_synthfaces_originals(experiment):
 
 
 def test_probe_releases_picks_the_probed_rows_and_names_unknown_ones():
+    """Which rows are probed follows from each row's flags, never from its name."""
+    from jaxmask.evaluation import rows
     config = evaluate.get_config()
-    models, releases = {"Ours": None, "Non-adversarial": None}, dict.fromkeys(
-        ["Original", "Random-K", "Oracle", "Non-adversarial", "Ours"])
-    assert evaluate.probed_releases(config, models, releases) == {"Ours", "Non-adversarial", "Oracle"}
+    task = np.zeros((4, 8, 8), bool)
+    task[:, :2] = True
+    split = {"task_mask": task}
+    table = lambda: [*rows.baseline_rows(config, 0.25), *rows.oracle_rows(split, split, 16, 0),
+                     *rows.masker_rows({"Non-adversarial": None, "Ours": None})]
+    assert [row.name for row in table()] == ["Original", "Block", "Gaussian Blur", "Random-K", "Oracle",
+                                             "Oracle-exact", "Non-adversarial", "Ours"]
+    assert rows.probed(config, table()) == {"Ours", "Non-adversarial", "Oracle", "Oracle-exact"}
     config.probe_random_k = True
-    assert "Random-K" in evaluate.probed_releases(config, models, releases)
+    assert "Random-K" in rows.probed(config, table())
     config.probe_releases = ("Ours",)
-    assert evaluate.probed_releases(config, models, releases) == {"Ours"}
+    assert rows.probed(config, table()) == {"Ours"}
     for bad in (("Ourz",), ("Original",)):
         config.probe_releases = bad
         with pytest.raises(ValueError, match="probe_releases"):
-            evaluate.probed_releases(config, models, releases)
+            rows.probed(config, table())

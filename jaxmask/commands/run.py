@@ -79,7 +79,8 @@ def default_workdir() -> str:
 
 
 def train_and_export(config, workdir: str) -> str:
-    """Trains ``config`` in ``workdir`` (resuming) and exports its masker; returns the bundle path."""
+    """Trains ``config`` in ``workdir`` (resuming), exports its last masker as WORKDIR/masker and returns
+    the bundle to evaluate: WORKDIR/selected (the model selection's pick) where selection is on."""
     from jaxmask import checkpoint, train
     result = train.train_and_evaluate(config, workdir)
     if result.get("stopped_by"):
@@ -87,8 +88,11 @@ def train_and_export(config, workdir: str) -> str:
                          "run the same command again to resume")
     step = int(result["state"].step)
     metrics = checkpoint.last_validation_metrics(workdir, step)
-    return checkpoint.export_masker(result["state"], config, os.path.join(workdir, "masker"),
+    last = checkpoint.export_masker(result["state"], config, os.path.join(workdir, "masker"),
                                     step=step, metrics=metrics)
+    # With model selection on, the run's masker is the best-scoring checkpoint's (jaxmask/selection.py),
+    # not the last one's (WORKDIR/masker, kept beside it).
+    return result.get("selected") or last
 
 
 def schedule(eval_config, full: bool, given: dict):
@@ -140,7 +144,11 @@ def main(argv) -> None:
                   f"rounds, obfuscator_steps={run_config.obfuscator_steps}) "
                   f"in {os.path.join(workdir, subdir)}", flush=True)
             bundles[name] = train_and_export(run_config, os.path.join(workdir, subdir))
-            print(f"[run {time.time() - start:5.0f} s] exported {name}: {bundles[name]}", flush=True)
+            from jaxmask import export
+            chosen = export.read_manifest(bundles[name])
+            score = (chosen.get("metrics") or {}).get("selection_score")
+            print(f"[run {time.time() - start:5.0f} s] {name}: the masker of round {chosen['step']}"
+                  + ("" if score is None else f" (selected: score {score:.3f})") + f": {bundles[name]}", flush=True)
         # Non-adversarial first: the report lists maskers in this order.
         order = [NON_ADVERSARIAL, OURS] + [name for name, *_ in ABLATION if name in bundles]
         paths = evaluate_command.run_evaluation(

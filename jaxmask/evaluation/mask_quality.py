@@ -1,0 +1,18 @@
+"""Where each row reveals: revealed fraction, task / identity region shares, recall (and per class)."""
+
+from __future__ import annotations
+
+from jaxmask import probes
+
+
+class Evaluator:
+    def __init__(self, context):
+        self.context = context
+
+    def run(self, row, released):
+        from jaxmask.evaluate import mask_quality
+        test = self.context.test
+        yield from mask_quality(released.test_revealed, test.get("task_mask"), test.get("identity_mask")).items()
+        if "task_mask" in test:
+            yield "task_region_revealed_per_class", probes.per_class_recall(
+                released.test_revealed, test["task_mask"], test["label"], int(self.context.config.num_classes))
