@@ -120,6 +120,7 @@ def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformat
 
 
 REVEAL_MODES = ("exact", "cap")
+JUDGE_OBJECTIVES = ("uniform", "excess")
 
 
 def _adversaries(config, dtype, axis_name, widths_list, num_classes) -> tuple[Classifier, ...]:
@@ -141,6 +142,10 @@ def build_method(config, axis_name: str | None = None) -> Method:
     from jaxmask.games import GAMES   # the table of games (games imports this module)
     if config.game not in GAMES:
         raise ValueError(f"config.game={config.game!r}: expected one of {tuple(GAMES)}")
+    section = getattr(config, "minimal", None)
+    if section is not None and section.judge_objective not in JUDGE_OBJECTIVES:
+        raise ValueError(f"config.minimal.judge_objective={section.judge_objective!r}: expected one of "
+                         f"{JUDGE_OBJECTIVES}")
     needed = GAMES[config.game].reveal
     if needed is not None and config.reveal != needed:
         raise ValueError(f"config.game={config.game!r} needs config.reveal={needed!r} "

@@ -216,6 +216,15 @@ def test_expression_config_measures_the_mouth_area():
     assert load_config("synth_expression", "smoke").batch_size == load_config("synth_hair", "smoke").batch_size
 
 
+def test_earring_config_is_the_small_region_task_at_a_loose_cap():
+    config = load_config("synth_earring")
+    hair = load_config("synth_hair")
+    mean = synthetic.task_region_fraction(synthetic.SynthFacesSpec(task="earring", image_size=config.image_size))
+    assert mean <= 0.02                                                # the label sits in ≤ 2% of the pixels
+    assert config.topk_fraction == pytest.approx(8 * mean, abs=0.005)  # K = 8× its mean area
+    assert {k for k in hair if hair[k] != config[k]} == {"task", "topk_fraction"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["synth_hair", "synth_expression"])
 def test_attacker_and_evaluator_learn_synthfaces_originals(experiment):
