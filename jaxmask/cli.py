@@ -22,6 +22,10 @@ COMMANDS = {
 }
 
 
+# Commands that keep compiled programs between runs (jaxmask/platform.py; `bench` times compilation).
+CACHED_COMMANDS = ("run", "train", "evaluate", "mask")
+
+
 def usage() -> str:
     lines = ["usage: jaxmask <command> [--flags]   (jaxmask <command> --help for its flags)", ""]
     lines += [f"  {name:<9} {text}" for name, text in COMMANDS.items()]
@@ -42,6 +46,18 @@ def main(argv: list[str] | None = None) -> None:
     from absl import app, flags
     command = importlib.import_module(f"jaxmask.commands.{name}")
     command.define_flags()
+    command_main = command.main
+    if name in CACHED_COMMANDS:
+        flags.DEFINE_string(
+            "compilation_cache", None,
+            "Folder of compiled programs kept between runs, or 'off' (default: "
+            f"${platform.CACHE_ENV}, else {platform.default_cache_dir().replace(os.path.expanduser('~'), '~')})")
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS["compilation_cache"])
+
+        def command_main(command_argv):
+            # After parsing, before anything compiles: JAX opens the cache once per process.
+            platform.configure_compilation_cache(flags.FLAGS.compilation_cache)
+            command.main(command_argv)
     # absl's --help lists the key flags of the module named by sys.argv[0] (the
     # console script, or cli.py under `python -m`): make the command's flags
     # (and the shared --config of jaxmask/commands/_config.py) key flags there.
@@ -49,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         if module_name.startswith("jaxmask.commands"):
             for flag in defined:
                 flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(command.main, argv=[f"jaxmask {name}", *argv[2:]],
+    app.run(command_main, argv=[f"jaxmask {name}", *argv[2:]],
             flags_parser=lambda args: parse_flags(name, args))
 
 

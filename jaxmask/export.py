@@ -220,15 +220,9 @@ def _read_arrays(path: str, expected: dict) -> dict[str, Any]:
 
 
 def _release(masker, variables, images, k: int, values: str, cap_threshold: float | None = None):
-    # steps.mask_images, restated because steps imports the optimiser stack
-    # (optax), which loading a masker must not need; tests/test_export.py checks
-    # that both give identical arrays.
-    m = masker.apply(variables, images, train=False)
-    if cap_threshold is not None:     # trained with reveal='cap': at most k, only scores above the cap
-        keep, _ = topk.capped_split(m, k, cap_threshold)
-    else:
-        keep, _ = topk.topk_split(m, k, values)
-    return keep * images, keep
+    # topk.reveal is the release rule steps.mask_images applies too (tests/test_export.py
+    # checks both give identical arrays); steps itself is not imported: it needs optax.
+    return topk.reveal(masker.apply(variables, images, train=False), images, k, values, cap_threshold)
 
 
 class MaskerBundle:

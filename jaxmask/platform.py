@@ -21,6 +21,17 @@ Unknown names in ``XLA_FLAGS`` abort the process, and these CPU flags are
 experimental, so each default is tied to the jaxlib versions it was measured
 on and is skipped on others (add a version to ``_CPU_DEFAULTS`` after
 re-measuring with ``benchmarks/cpu_flags.py``).
+
+The persistent compilation cache (``configure_compilation_cache``): ``jaxmask
+train``, ``run``, ``mask`` and ``evaluate`` keep every program XLA compiles in
+``~/.cache/jaxmask/xla`` (``$XDG_CACHE_HOME/jaxmask/xla`` where that is set),
+so a second run of the same config loads its programs instead of compiling
+them again (benchmarks/RESULTS.md). ``--compilation_cache=DIR`` or
+``JAXMASK_COMPILATION_CACHE=DIR`` moves it, ``off`` turns it off (the flag
+wins over the variable, the variable over JAX's own
+``JAX_COMPILATION_CACHE_DIR``). Entries are keyed by the program, the devices,
+``XLA_FLAGS`` and the jax/jaxlib versions, so a stale entry is never used;
+the folder only grows: delete it to reclaim the space.
 """
 
 from __future__ import annotations
@@ -37,6 +48,13 @@ _CPU_DEFAULTS: dict[str, tuple[str, tuple[tuple[int, int], tuple[int, int]]]] = 
 }
 
 DISABLE_ENV = "JAXMASK_XLA_DEFAULTS"
+CACHE_ENV = "JAXMASK_COMPILATION_CACHE"
+# What turns a jaxmask switch off, in the environment and on the command line.
+OFF = ("0", "false", "no", "off")
+
+
+def is_off(value: str | None) -> bool:
+    return value is not None and value.strip().lower() in OFF
 
 
 def _jaxlib_version() -> tuple[int, int] | None:
@@ -90,7 +108,7 @@ def configure_xla_defaults(environ=None) -> str:
     """
     environ = os.environ if environ is None else environ
     existing = environ.get("XLA_FLAGS", "")
-    if environ.get(DISABLE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if is_off(environ.get(DISABLE_ENV)):
         return existing
     merged = merge_xla_flags(existing, xla_defaults())
     if merged == existing:
@@ -101,3 +119,107 @@ def configure_xla_defaults(environ=None) -> str:
             "apply: call it before the first JAX computation (jaxmask.cli.main does)")
     environ["XLA_FLAGS"] = merged
     return merged
+
+
+# ---- The persistent compilation cache.
+
+def default_cache_dir(environ=None) -> str:
+    """``$XDG_CACHE_HOME/jaxmask/xla``, or ``~/.cache/jaxmask/xla``."""
+    environ = os.environ if environ is None else environ
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "jaxmask", "xla")
+
+
+def compilation_cache_dir(setting: str | None = None, environ=None) -> str | None:
+    """Where compiled programs are kept, or None for off.
+
+    ``setting`` (the ``--compilation_cache`` flag) wins, then
+    ``JAXMASK_COMPILATION_CACHE``, then JAX's own ``JAX_COMPILATION_CACHE_DIR``,
+    then ``default_cache_dir()``. An empty value counts as unset; 0/false/no/off is off.
+    """
+    environ = os.environ if environ is None else environ
+    for value in (setting, environ.get(CACHE_ENV), environ.get("JAX_COMPILATION_CACHE_DIR")):
+        if value is not None and value.strip():
+            return None if is_off(value) else os.path.abspath(os.path.expanduser(value.strip()))
+    return default_cache_dir(environ)
+
+
+def configure_compilation_cache(setting: str | None = None, environ=None) -> str | None:
+    """Points JAX's persistent compilation cache at ``compilation_cache_dir(setting)``; returns it.
+
+    Every compiled program is kept, however quick its compilation (a command
+    compiles a few dozen, the slow ones being the training round and the
+    evaluation networks). Call before the first compilation: JAX opens the
+    cache once per process. Off (None) turns JAX's cache off too.
+    """
+    import jax
+    path = compilation_cache_dir(setting, environ)
+    if path is None:
+        jax.config.update("jax_enable_compilation_cache", False)
+        return None
+    jax.config.update("jax_enable_compilation_cache", True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    _listen_to_cache_events()
+    return path
+
+
+def active_cache_dir() -> str | None:
+    """The persistent compilation cache this process uses (however it was set), or None."""
+    import jax
+    if not jax.config.jax_enable_compilation_cache:
+        return None
+    return jax.config.jax_compilation_cache_dir or None
+
+
+_CACHE_EVENTS = {
+    "/jax/compilation_cache/compile_requests_use_cache": "lookups",
+    "/jax/compilation_cache/cache_hits": "hits",
+    "/jax/compilation_cache/cache_misses": "writes",     # JAX counts a miss when it writes the entry
+}
+_cache_counts = dict.fromkeys(_CACHE_EVENTS.values(), 0)
+_listening = False
+
+
+def _on_cache_event(event: str, **_) -> None:
+    name = _CACHE_EVENTS.get(event)
+    if name is not None:
+        _cache_counts[name] += 1
+
+
+def _listen_to_cache_events() -> None:
+    global _listening
+    if not _listening:
+        from jax import monitoring
+        monitoring.register_event_listener(_on_cache_event)
+        _listening = True
+
+
+def cache_counts() -> dict[str, int]:
+    """Compilations so far in this process: ``lookups`` in the persistent cache, ``hits``, ``writes``.
+
+    Counted from JAX's monitoring events; take one snapshot before and one
+    after a phase and pass both to ``describe_cache_use``.
+    """
+    _listen_to_cache_events()
+    return dict(_cache_counts)
+
+
+def describe_cache_use(before: dict[str, int], after: dict[str, int]) -> str:
+    """One phrase for a log line: did the phase between the two snapshots load its programs from the cache?
+
+    "hit" (every program loaded), "miss" (every program compiled), "partial
+    hit", "no compilation" (all compiled earlier in this process), or "off".
+    """
+    if active_cache_dir() is None:
+        return "compilation cache off"
+    lookups, hits = after["lookups"] - before["lookups"], after["hits"] - before["hits"]
+    if lookups == 0:
+        return "compilation cache not used (nothing compiled)"
+    if hits == lookups:
+        verdict = "hit"
+    elif hits == 0:
+        verdict = "miss"
+    else:
+        verdict = "partial hit"
+    return f"compilation cache {verdict}: {hits} of {lookups} programs loaded from {active_cache_dir()}"

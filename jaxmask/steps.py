@@ -204,6 +204,6 @@ def mask_images(masker, masker_variables: dict[str, Any], images: jax.Array, k: 
     image; at most k with ``reveal="cap"``); ``soft`` releases m ⊙ h ⊙ x as the
     paper does. The returned mask is h (binary) or m ⊙ h (soft), shaped (B, H, W, 1).
     """
+    from jaxmask.topk import reveal as release     # the one release rule, shared with export.py
     m = masker.apply(masker_variables, images, train=False)
-    keep, _ = capped_split(m, k, cap_threshold) if reveal == "cap" else topk_split(m, k, values)
-    return keep * images, keep
+    return release(m, images, k, values, cap_threshold if reveal == "cap" else None)

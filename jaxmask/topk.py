@@ -163,3 +163,21 @@ def capped_split(m: jax.Array, k: int, threshold: float = 0.5) -> tuple[jax.Arra
     """
     check_arguments(m.shape, m.dtype, k, "binary", "straight_through")
     return _capped_split(m, k, float(threshold))
+
+
+def reveal(m: jax.Array, images: jax.Array, k: int, values: str = "binary",
+           cap_threshold: float | None = None) -> tuple[jax.Array, jax.Array]:
+    """The release of ``images`` under the masker's scores ``m``: (released images, reveal mask).
+
+    The one release rule, shared by training (``steps.mask_images``) and the
+    exported bundle (``export.MaskerBundle.mask``), so the two cannot drift.
+    ``binary`` releases h ⊙ x (original values on exactly k pixels per image),
+    ``soft`` releases m ⊙ h ⊙ x as the paper does; with ``cap_threshold``
+    (a masker trained with reveal='cap') at most k pixels, only those scored
+    above it (binary values). The mask is h (binary) or m ⊙ h (soft), shaped like ``m``.
+    """
+    if cap_threshold is not None:
+        keep, _ = capped_split(m, k, cap_threshold)
+    else:
+        keep, _ = topk_split(m, k, values)
+    return keep * images, keep

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmask import checkpoint, parallel
+from jaxmask import checkpoint, parallel, platform
 from jaxmask.data import cache as cache_lib
 from jaxmask.data import pipeline
 from jaxmask.metrics import MetricsWriter, PhaseTimer
@@ -129,6 +129,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     train_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
     images_per_round = config.batch_size * rounds_batches
+    cache_before = platform.cache_counts()     # the first round's log line says if it compiled
     # Checkpoints every checkpoint_every rounds, at the end, and when SIGTERM/SIGINT
     # (or a multi-process preemption) asks to stop: the round finishes, then saves.
     with checkpoints, writer, checkpoint.StopOnSignal() as stop:
@@ -143,7 +144,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
             window_rounds += 1
             if round_index == first_round:
                 jax.block_until_ready(state)
-                logging.info("first round (compilation included) took %.1f s", timer.elapsed())
+                logging.info("first round (compilation included) took %.1f s; %s", timer.elapsed(),
+                             platform.describe_cache_use(cache_before, platform.cache_counts()))
                 window, window_rounds = None, 0
                 timer.reset()
             is_last = step == config.num_rounds

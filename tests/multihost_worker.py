@@ -123,7 +123,11 @@ def shard_report() -> dict[str, list[int]]:
 def main(argv=None) -> None:
     started = time.time()
     args = parse_args(argv)
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
+    # This process's device count, and the test session's other XLA flags (tests/conftest.py).
+    os.environ["XLA_FLAGS"] = " ".join(
+        [f"--xla_force_host_platform_device_count={args.devices}"]
+        + [flag for flag in os.environ.get("XLA_FLAGS", "").split()
+           if not flag.startswith("--xla_force_host_platform_device_count")])
     os.environ["JAX_PLATFORMS"] = "cpu"
     from jaxmask import platform
     platform.configure_xla_defaults()

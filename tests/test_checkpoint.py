@@ -4,8 +4,10 @@ The kill tests run ``jaxmask train`` (smoke config, 10 rounds, a checkpoint
 every 2) as subprocesses: one uninterrupted reference run, then one workdir
 taken through a SIGKILL during the commit of checkpoint 4, a SIGKILL in the
 middle of training, a SIGTERM, and a final resume to the end. Kill points are
-chosen from the log lines, never by sleeping. The subprocesses share a
-persistent compilation cache, so only the reference run compiles.
+chosen from the log lines, never by sleeping. The subprocesses share the
+session's persistent compilation cache (tests/conftest.py) with
+tests/test_train.py's run of the same programs, so at most the first of them
+compiles, and every later one says so in its first-round log line.
 """
 
 import json
@@ -25,11 +27,11 @@ from conftest import REPO, load_config
 from jaxmask import checkpoint, parallel
 
 ROUNDS, EVERY = 10, 2
-# One predictor step per round and a small data set crossing epochs every
-# 1.5 rounds: less to compile, and the resumed data position is mid-epoch.
+# The smoke config's programs (tests/test_train.py compiles the same ones) and a small
+# data set crossing epochs every 0.75 rounds: the resumed data position is mid-epoch.
 TRAIN_FLAGS = ["--config", os.path.join(REPO, "configs", "synth_hair.py:smoke"),
                f"--config.num_rounds={ROUNDS}", f"--config.checkpoint_every={EVERY}",
-               "--config.predictor_steps=1", "--config.data.num_train=48", "--config.data.num_validation=32"]
+               "--config.data.num_train=48", "--config.data.num_validation=32"]
 
 # `jaxmask train`, optionally with the commit (rename) of one checkpoint held
 # back for a minute, so that a SIGKILL lands while that checkpoint is half saved.
@@ -50,11 +52,11 @@ main(["jaxmask", "train"] + sys.argv[1:])
 """
 
 
-def train_env(cache_dir, **extra):
-    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", **extra)
+def train_env(**extra):
+    """The environment of a one-device `jaxmask train` subprocess (tests/test_train.py's too)."""
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", **extra)
     # One CPU device: the conftest's 8 fake devices only slow the subprocesses down.
-    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
+    env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
     return env
 
 
@@ -95,13 +97,13 @@ def data_state(workdir, step):
 def runs(tmp_path_factory):
     """The reference run and the interrupted one, with what each stage observed."""
     root = tmp_path_factory.mktemp("kill")
-    env = train_env(root / "jax_cache")
+    env = train_env()
     reference, resumed = str(root / "reference"), str(root / "resumed")
     seen = {}
     seen["reference"] = train(reference, env)
 
     # 1. SIGKILL while checkpoint 4 is being committed (2 is complete).
-    seen["kill_in_save"] = train(resumed, train_env(root / "jax_cache", SLOW_COMMIT_STEP="4"),
+    seen["kill_in_save"] = train(resumed, train_env(SLOW_COMMIT_STEP="4"),
                                  until="SLOW_COMMIT 4", send=signal.SIGKILL)
     seen["after_kill_in_save"] = sorted(os.listdir(os.path.join(resumed, "checkpoints")))
     with checkpoint.TrainCheckpoints(resumed, read_only=True) as checkpoints:
@@ -117,6 +119,18 @@ def runs(tmp_path_factory):
     seen["final"] = train(resumed, env)
     seen["root"], seen["env"] = root, env
     return reference, resumed, seen
+
+
+def test_every_run_says_whether_its_first_round_compiled(runs):
+    _, _, seen = runs
+    logs = [seen[name][1] for name in ("reference", "kill_in_training", "sigterm", "final")]
+    lines = [[line for line in log.splitlines() if "first round (compilation included) took" in line]
+             for log in logs]
+    assert all(len(found) == 1 for found in lines), lines
+    assert all("compilation cache " in found[0] for found in lines), lines
+    # The reference run compiled or loaded every program of the round; the runs after it load them all.
+    for found in lines[1:]:
+        assert "compilation cache hit: " in found[0], found
 
 
 def test_sigkill_during_a_save_never_leaves_it_as_the_latest(runs):

@@ -13,11 +13,13 @@ IMAGE_SHAPE = (16, 16, 3)
 
 
 def game_config(game="realx", **overrides):
-    """The smoke config at 16 px with two tiny members per ensemble (compiling dominates these tests)."""
+    """The smoke config at 16 px with two tiny members per ensemble and rounds of 2 + 1 steps
+    (compiling dominates these tests)."""
     from conftest import load_config
     config = load_config("synth_hair", "smoke")
     config.image_size = IMAGE_SHAPE[0]
     config.game, config.mask_channel = game, True
+    config.predictor_steps = 2
     config.masker_widths, config.phi_widths, config.phi_hidden = (4, 8), (4, 4, 4, 4), 8
     config.adversary.complement_widths = ((4, 4, 4, 4), (2, 2, 2, 2))
     config.adversary.pattern_widths = ((4, 4, 4, 4),)
@@ -153,7 +155,8 @@ def test_reinitialisation_refreshes_one_member_in_turn(setup, compiled):
 
 def test_round_runs_every_role_and_reveals_exactly_k(setup, compiled):
     method, state = setup
-    batches = jax.tree.map(lambda *x: jnp.stack(x), *[batch(jax.random.key(i)) for i in range(4)])
+    steps_per_round = method.predictor_steps + method.obfuscator_steps
+    batches = jax.tree.map(lambda *x: jnp.stack(x), *[batch(jax.random.key(i)) for i in range(steps_per_round)])
     round_fn = jax.jit(functools.partial(games.build_round(method), method))
     state, metrics = round_fn(state, batches)
     assert int(state.step) == 1

@@ -1,5 +1,6 @@
 """`jaxmask mask`: folder in, folder out; any size and mode; bad files listed; nothing written outside."""
 
+import json
 import os
 import subprocess
 import sys
@@ -89,6 +90,56 @@ def test_mask_command_on_a_mixed_folder(bundle, tmp_path):
     assert f"kept {len(names)} existing output(s)" in done.stdout
     report = masking.mask_folder(bundle, str(source), str(out), overwrite=True, progress=False, fill="black")
     assert sorted(report.written) == names and not report.kept
+
+
+# The training stack: loading and applying a masker never needs it (jaxmask/export.py).
+TRAINING_STACK = ("optax", "orbax", "grain", "tensorflow_datasets", "jaxmask.state", "jaxmask.steps",
+                  "jaxmask.games", "jaxmask.checkpoint", "jaxmask.train", "jaxmask.parallel", "jaxmask.data")
+
+LOADED_BY_THE_MASK_PATH = r"""
+import json, sys
+import numpy as np
+from jaxmask import cli
+
+def training_stack():
+    return sorted(m for m in sys.modules if sys.modules[m] is not None
+                  and any(m == p or m.startswith(p + ".") for p in json.loads(sys.argv[4])))
+
+try:
+    cli.main(["jaxmask", "mask", "--model", sys.argv[1], "--input", sys.argv[2], "--output", sys.argv[3],
+              "--noprogress"])
+    code = 0
+except SystemExit as exit:
+    code = exit.code or 0
+after_command = training_stack()
+import jaxmask
+bundle = jaxmask.load_masker(sys.argv[1])
+released, mask = bundle(np.zeros((2, *bundle.image_shape), np.float32))
+after_api = training_stack()
+import jaxmask.steps     # the control: the check sees the training stack once it is imported
+print(json.dumps({"code": code, "after_command": after_command, "after_api": after_api,
+                  "revealed": int(np.asarray(mask).sum()), "export": "jaxmask.export" in sys.modules,
+                  "control": training_stack()}))
+"""
+
+
+def test_mask_path_loads_no_training_stack(bundle, tmp_path):
+    """`jaxmask mask` and `jaxmask.load_masker`, in a fresh interpreter: no optax, orbax, state, steps, games."""
+    source = tmp_path / "in"
+    source.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3)).astype(np.uint8)).save(source / name)
+    env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", LOADED_BY_THE_MASK_PATH, bundle.path, str(source),
+                           str(tmp_path / "out"), json.dumps(TRAINING_STACK)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["code"] == 0 and sorted(os.listdir(tmp_path / "out")) == ["a.png", "b.png"]
+    assert seen["export"] and seen["revealed"] == 2 * K
+    assert seen["after_command"] == [] and seen["after_api"] == []
+    assert {"optax", "jaxmask.state", "jaxmask.steps"} <= set(seen["control"])
 
 
 def test_soft_values_and_topk_override(bundle, tmp_path):

@@ -12,7 +12,7 @@ A ≈ B and C ≈ D (float64 + SGD, as tests/test_parallel.py explains), both
 processes of a run hold the same state, each resumed run trains one round
 only, and the two processes read disjoint shards. The stages run their
 processes concurrently; stage 2's single process reuses stage 1's compiled
-programs through a persistent compilation cache.
+programs through the session's persistent compilation cache (tests/conftest.py).
 
 Also: ahead-of-time compilation of the TPU-pod configs on an 8-device CPU
 mesh (sharding errors without hardware; prints the compiled memory analysis).
@@ -46,9 +46,9 @@ def _free_port() -> int:
 
 def _launch(name, root, workdir, *, processes, devices, rounds, parallel="jit"):
     """Starts one run (``processes`` worker processes); returns its Popen handles."""
-    env = {**os.environ, "JAX_PLATFORMS": "cpu",
-           "JAX_COMPILATION_CACHE_DIR": str(root / "compilation_cache")}
-    env.pop("XLA_FLAGS", None)     # the worker sets its own device count
+    # The session's compilation cache and XLA flags (tests/conftest.py); the worker sets its own
+    # device count.
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     port = _free_port()
     handles = []
     for process_id in range(processes):
@@ -214,17 +214,18 @@ def test_startup_line_and_indivisible_global_batch(smoke_config):
 # ---- The TPU-pod configs compile on an 8-device mesh.
 
 @pytest.mark.parametrize("name", ["celeba_hair_tpu_pod", "ferplus_tpu_pod"])
-def test_tpu_pod_config_compiles_on_eight_devices(name):
-    from jaxmask import parallel
-    from jaxmask import state as state_lib
+def test_tpu_pod_config_differs_from_single_host_in_batch_and_dtype_only(name):
     config = load_config(name)
     single_host = load_config(name.replace("_tpu_pod", ""))
     changed = {k for k in config if config[k] != single_host[k]}
     assert changed == {"batch_size", "dtype"}
     assert config.batch_size >= 1024 and config.dtype == "bfloat16" and config.parallel == "jit"
-    if name != "celeba_hair_tpu_pod":
-        return   # the same game and shapes but for num_classes: one compile (~1.5 min on 2 cores) is enough
 
+
+def _compile_pod_round(config):
+    """AOT-compiles ``config``'s round on the 8-device mesh and checks its shardings and donation."""
+    from jaxmask import parallel
+    from jaxmask import state as state_lib
     shape = (config.image_size, config.image_size, config.channels)
     steps = parallel.build(config, shape)
     assert dict(steps.mesh.shape) == {"data": 8}
@@ -247,8 +248,25 @@ def test_tpu_pod_config_compiles_on_eight_devices(name):
     assert batch_shardings["label"].is_equivalent_to(by_step_example, 2)
     memory = compiled.memory_analysis()
     params = sum(x.size for x in jax.tree.leaves((abstract.masker.params, abstract.phi.params)))
-    print(f"\n{name}: global batch {config.batch_size} over 8 devices, {params / 1e6:.2f} M parameters; "
+    print(f"\nglobal batch {config.batch_size} over 8 devices, {params / 1e6:.2f} M parameters; "
           f"per device: arguments {memory.argument_size_in_bytes / 2**20:.1f} MiB, "
           f"outputs {memory.output_size_in_bytes / 2**20:.1f} MiB (aliased "
           f"{memory.alias_size_in_bytes / 2**20:.1f} MiB), temporaries {memory.temp_size_in_bytes / 2**20:.1f} MiB")
     assert memory.alias_size_in_bytes > 0          # the donated state is reused in place
+
+
+@pytest.mark.slow
+def test_tpu_pod_config_compiles_on_eight_devices():
+    """The pod config as it is (64×64, paper widths; ~1.5 min on 2 cores). ferplus_tpu_pod has the
+    same game and shapes but for num_classes: one compile is enough."""
+    _compile_pod_round(load_config("celeba_hair_tpu_pod"))
+
+
+def test_tpu_pod_config_at_smoke_size_compiles_on_eight_devices():
+    """The fast sibling: the pod config's game, global batch, dtype and mesh, on the smoke model
+    with one predictor step a round."""
+    config = load_config("celeba_hair_tpu_pod", "smoke")
+    config.batch_size = load_config("celeba_hair_tpu_pod").batch_size
+    config.predictor_steps = 1
+    assert (config.dtype, config.parallel, config.game) == ("bfloat16", "jit", load_config("celeba_hair_tpu_pod").game)
+    _compile_pod_round(config)

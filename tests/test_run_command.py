@@ -42,7 +42,8 @@ def test_command_help_lists_the_commands_own_flags():
     done = subprocess.run([sys.executable, "-m", "jaxmask.cli", "run", "--help"], capture_output=True,
                           text=True, env=env, timeout=120)
     assert "Traceback" not in done.stderr, done.stderr[-2000:]     # absl's --help exits 1 by design
-    for flag in ("--[no]ablation", "--[no]full", "--workdir", "--config", "--k_sweep", "--eval"):
+    for flag in ("--[no]ablation", "--[no]full", "--workdir", "--config", "--k_sweep", "--eval",
+                 "--compilation_cache"):
         assert flag in done.stdout, flag
     assert "--model" not in done.stdout      # `mask`'s flag: only the chosen command's are defined
 

@@ -65,15 +65,17 @@ def test_predictor_step_updates_both_players(setup):
 @pytest.mark.parametrize("obfuscator_steps", [1, 0])
 def test_train_round_counts_rounds_and_reports_both_roles(obfuscator_steps):
     from conftest import load_config
-    method = build_method(tiny(load_config("synth_hair", "smoke"), obfuscator_steps=obfuscator_steps))
+    # Two predictor steps: a round of several steps per role, at half the compile of the paper's 3 + 1.
+    method = build_method(tiny(load_config("synth_hair", "smoke"), predictor_steps=2,
+                               obfuscator_steps=obfuscator_steps))
     state = create_train_state(method, jax.random.key(0), IMAGE_SHAPE)
     round_fn = jax.jit(functools.partial(train_round, method))
-    state, metrics = round_fn(state, batch(jax.random.key(3), 3 + obfuscator_steps))
-    state, metrics = round_fn(state, batch(jax.random.key(4), 3 + obfuscator_steps))
+    state, metrics = round_fn(state, batch(jax.random.key(3), 2 + obfuscator_steps))
+    state, metrics = round_fn(state, batch(jax.random.key(4), 2 + obfuscator_steps))
     assert int(state.step) == 2
     assert ("obfuscator_loss" in metrics) == bool(obfuscator_steps)
     with pytest.raises(ValueError, match="stacked batches"):
-        round_fn(state, batch(jax.random.key(5), 2))
+        round_fn(state, batch(jax.random.key(5), 4))
 
 
 def test_eval_step_and_mask_images_reveal_exactly_k(setup):

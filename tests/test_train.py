@@ -8,12 +8,13 @@ import sys
 import pytest
 
 from conftest import REPO, load_config
+from test_checkpoint import train_env
 from test_metrics import read_scalars
 
 
 def test_cli_train_smoke_writes_metrics(tmp_path):
     workdir = tmp_path / "run"
-    env = {**os.environ, "XLA_FLAGS": ""}           # one CPU device, like a laptop
+    env = train_env()           # one CPU device, like a laptop; the programs of tests/test_checkpoint.py's runs
     result = subprocess.run(
         [sys.executable, "-m", "jaxmask.cli", "train",
          "--config", os.path.join(REPO, "configs/synth_hair.py:smoke"),
@@ -27,6 +28,7 @@ def test_cli_train_smoke_writes_metrics(tmp_path):
     assert {"predictor_loss", "obfuscator_loss", "predictor_accuracy", "images_per_s"} <= set(train[-1])
     assert validation[-1]["step"] == 6 and validation[-1]["revealed_fraction"] == pytest.approx(0.35, abs=1e-3)
     assert "round 6/6" in result.stderr and "time: input=" in result.stderr
+    assert "first round (compilation included) took" in result.stderr and "compilation cache " in result.stderr
     # Where each window's time went: fractions of its wall time, summing to one.
     phases = [f"{name}_fraction" for name in ("input", "round", "eval", "checkpoint", "other")]
     for record in train:
@@ -55,6 +57,7 @@ def test_non_finite_loss_stops_with_the_metric_named(tmp_path):
     from jaxmask import train
     config = load_config("synth_hair", "smoke")
     config.num_devices = 1
+    config.predictor_steps = 1      # the loop's check, at half the compile of the smoke round
     config.phi_learning_rate = float("nan")
     with pytest.raises(FloatingPointError, match=r"non-finite \w+=nan in the rounds before round 2"):
         train.train_and_evaluate(config, str(tmp_path))
