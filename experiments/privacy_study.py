@@ -35,6 +35,8 @@ flags.DEFINE_integer("num_rounds", None, "rounds (default: the config's)")
 flags.DEFINE_integer("eval_epochs", None, "epochs of every evaluation network (default: evaluate's)")
 flags.DEFINE_integer("max_train", 0, "training images of the evaluation networks (0 = all)")
 flags.DEFINE_bool("train_only", False, "train and export, no evaluation")
+flags.DEFINE_list("probe_oracles", None, "probe the maskers and these Oracle rows only (default: every "
+                  "masker and Oracle)")
 flags.DEFINE_bool("final_too", False, "also evaluate each run's last checkpoint where selection picked another")
 flags.DEFINE_string("report", "report", "report directory, relative to --out")
 FLAGS = flags.FLAGS
@@ -42,6 +44,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    from jaxmask import platform
+    platform.configure_xla_defaults()          # before the first computation, as the CLI does
+    platform.configure_compilation_cache()
     from jaxmask import checkpoint, evaluate, export, report, train
     base = load_base(FLAGS.config, FLAGS.topk_fraction, FLAGS.num_rounds)
     out = os.path.abspath(FLAGS.out)
@@ -86,6 +91,8 @@ def main(argv):
     eval_config.probe_random_k = False
     if FLAGS.eval_epochs:
         eval_config.network.epochs = FLAGS.eval_epochs
+    if FLAGS.probe_oracles is not None:   # probe the maskers and these Oracle rows only
+        eval_config.probe_releases = (*bundles, *FLAGS.probe_oracles)
     results = evaluate.evaluate(base, bundles, eval_config)
     paths = report.write_report(os.path.join(out, FLAGS.report), results)
     print(f"[study] report: {paths['report']}")

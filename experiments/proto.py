@@ -92,6 +92,9 @@ def grid(path, images, masks_by_row, labels):
 
 def main(argv):
     del argv
+    from jaxmask import platform
+    platform.configure_xla_defaults()          # before the first computation, as the CLI does
+    platform.configure_compilation_cache()
     from variants import load_base
     from jaxmask import evaluate, mask_images, probes, topk, train
     config = load_base(FLAGS.config)

@@ -68,13 +68,13 @@ def _table(names: list[str], rows: list[dict], extra: list[tuple[str, list[str]]
     return lines
 
 
-def _mode(model: dict) -> tuple[str, str, str, str, str]:
+def _mode(model: dict) -> tuple[str, str, str, str, str, str]:
     values = model.get("values") or "?"
     gradient = model.get("gradient") or "?"
     adversarial = model.get("obfuscator_steps")
     return (model.get("game") or "paper", "yes" if model.get("mask_channel") else "no", values,
             "straight-through" if gradient == "straight_through" else gradient,
-            "–" if adversarial is None else ("yes" if adversarial else "no"))
+            "–" if adversarial is None else ("yes" if adversarial else "no"), model.get("reveal") or "exact")
 
 
 def checks(results: dict[str, Any], ours: str = "Ours", baseline: str = "Non-adversarial"
@@ -184,11 +184,11 @@ def markdown(results: dict[str, Any], figures: dict[str, str | None]) -> str:
     if models:
         names = list(models)
         modes = [_mode(models[n]) for n in names]
-        lines += ["## Maskers (ablation: game × mask channel × value mode × gradient rule × adversary)", ""]
+        lines += ["## Maskers (ablation: game × mask channel × value mode × gradient rule × adversary × reveal)", ""]
         lines += _table(names, [methods[n] for n in names],
                         extra=[("game", [m[0] for m in modes]), ("mask channel", [m[1] for m in modes]),
                                ("values", [m[2] for m in modes]), ("gradient", [m[3] for m in modes]),
-                               ("adversarial", [m[4] for m in modes])])
+                               ("adversarial", [m[4] for m in modes]), ("reveal", [m[5] for m in modes])])
         lines += ["", "| Model | bundle | trained rounds | k |", "|---|---|---|---|"]
         lines += [f"| {n} | `{m['path']}` | {m['step']} | {m['k']} |" for n, m in models.items()] + [""]
     lines += probe_table(results)

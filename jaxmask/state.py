@@ -71,7 +71,6 @@ class Method:
     mask_channel: bool = False
     reveal: str = "exact"                  # exact | cap (K is a cap: top-k ∩ m > cap_threshold)
     cap_threshold: float = 0.5
-    reveal_fraction: float = 0.35          # K, the fraction k stands for (the minimal game's area is mean(m) / K)
     # The minimal game's constraints (jaxmask.minimal) and its Φ's random-mask rates.
     utility_accuracy: float = 0.95
     hidden_margin: float = 0.05
@@ -179,7 +178,6 @@ def build_method(config, axis_name: str | None = None) -> Method:
         mask_channel=bool(config.mask_channel),
         reveal=config.reveal,
         cap_threshold=float(config.cap_threshold),
-        reveal_fraction=float(config.topk_fraction),
         **_minimal_settings(config),
         complement=complement,
         pattern=pattern,

@@ -97,7 +97,7 @@ def make_config(args):
     # game, and the realx game's random masks drawn with the rbg PRNG (set below
     # for speed) depend on the per-device batch size (rbg is not vmap-invariant).
     # tests/test_parallel.py checks the realx game across devices.
-    config.game, config.mask_channel = "paper", False
+    config.game, config.mask_channel, config.reveal = "paper", False, "exact"
     # The smallest networks the shapes allow: compile time is the test's cost.
     config.masker_widths, config.phi_widths, config.phi_hidden = (4, 8), (4,), 8
     config.num_rounds = args.rounds

@@ -48,7 +48,7 @@ def test_bench_reports_finite_throughputs(tmp_path):
     assert env["backend"] == "cpu" and env["jax"]
     [run] = report["runs"]
     assert run["spec"]["batch_size"] == 4 and run["spec"]["image_size"] == 8
-    assert run["k"] == 22                                        # round(0.35 · 8 · 8), the default K
+    assert run["k"] == 32                                        # round(0.5 · 8 · 8), the default K
     results = run["results"]
     assert set(results) == {"round", "masker", "topk", "topk_fwd_bwd"}
     for name, result in results.items():

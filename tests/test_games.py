@@ -19,6 +19,7 @@ def game_config(game="realx", **overrides):
     config = load_config("synth_hair", "smoke")
     config.image_size = IMAGE_SHAPE[0]
     config.game, config.mask_channel = game, True
+    config.reveal = "exact"          # the exact-k games: every count below is k
     config.predictor_steps = 2
     config.masker_widths, config.phi_widths, config.phi_hidden = (4, 8), (4, 4, 4, 4), 8
     config.adversary.complement_widths = ((4, 4, 4, 4), (2, 2, 2, 2))

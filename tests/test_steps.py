@@ -15,7 +15,9 @@ IMAGE_SHAPE = (16, 16, 3)
 
 
 def tiny(config, **overrides):
+    """The smoke config at 16 px, exact-k (these steps and their counts are the exact-k game's)."""
     config.image_size = IMAGE_SHAPE[0]
+    config.game, config.reveal = "realx", "exact"
     for key, value in overrides.items():
         setattr(config, key, value)
     return config

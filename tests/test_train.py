@@ -26,7 +26,8 @@ def test_cli_train_smoke_writes_metrics(tmp_path):
     validation = [r for r in records if r["split"] == "validation"]
     assert train and validation
     assert {"predictor_loss", "obfuscator_loss", "predictor_accuracy", "images_per_s"} <= set(train[-1])
-    assert validation[-1]["step"] == 6 and validation[-1]["revealed_fraction"] == pytest.approx(0.35, abs=1e-3)
+    # The default reveal is capped at K = 0.5: at most half of the pixels.
+    assert validation[-1]["step"] == 6 and 0 <= validation[-1]["revealed_fraction"] <= 0.5 + 1e-6
     assert "round 6/6" in result.stderr and "time: input=" in result.stderr
     assert "first round (compilation included) took" in result.stderr and "compilation cache " in result.stderr
     # Where each window's time went: fractions of its wall time, summing to one.
