@@ -142,7 +142,7 @@ def build_method(config, axis_name: str | None = None) -> Method:
     if config.game not in GAMES:
         raise ValueError(f"config.game={config.game!r}: expected one of {tuple(GAMES)}")
     section = getattr(config, "minimal", None)
-    if section is not None and section.judge_objective not in JUDGE_OBJECTIVES:
+    if section is not None and getattr(section, "judge_objective", "uniform") not in JUDGE_OBJECTIVES:
         raise ValueError(f"config.minimal.judge_objective={section.judge_objective!r}: expected one of "
                          f"{JUDGE_OBJECTIVES}")
     needed = GAMES[config.game].reveal
@@ -202,8 +202,9 @@ def _minimal_settings(config) -> dict[str, float]:
     out = {name: float(section[name]) for name in
            ("utility_accuracy", "hidden_margin", "pattern_margin", "dual_learning_rate", "max_log_multiplier",
             "boundary_weight", "min_mask_rate")}
-    return {**out, "channel_gradient": bool(section.channel_gradient),
-            "judge_objective": str(section.judge_objective)}
+    # getattr: configs saved before these fields existed lack them (their runs had these values).
+    return {**out, "channel_gradient": bool(getattr(section, "channel_gradient", True)),
+            "judge_objective": str(getattr(section, "judge_objective", "uniform"))}
 
 
 def init_player(module, tx, rng, input_shape) -> PlayerState:
