@@ -101,10 +101,17 @@ def checks(results: dict[str, Any], ours: str = "Ours", baseline: str = "Non-adv
         chance = ref["identity_chance"]
         out.append(("re-ID at most twice chance (retrained attacker)",
                     f"{row[reid]:.3f} vs 2 × {chance:.3f} = {2 * chance:.3f}", row[reid] <= 2 * chance))
-    if row.get(reid) is not None and "Oracle" in methods:
-        oracle = methods["Oracle"][reid]
-        out.append(("re-ID at most the Oracle's + 0.05 (retrained attacker)",
+    # The floor: the task region alone for a capped reveal, the region padded to k for exact-k.
+    floor = "Oracle-exact" if results.get("models", {}).get(ours, {}).get("reveal") == "cap" else "Oracle"
+    if row.get(reid) is not None and floor in methods:
+        oracle = methods[floor][reid]
+        out.append((f"re-ID at most the {floor}'s + 0.05 (retrained attacker)",
                     f"{row[reid]:.3f} vs {oracle:.3f} + 0.05", row[reid] <= oracle + 0.05))
+    if "Oracle-exact" in methods and row.get("revealed_fraction") is not None:
+        area = methods["Oracle-exact"]["revealed_fraction"]      # the mean task-region fraction (within K)
+        out.append(("revealed fraction ≤ 1.25 × the task region's",
+                    f"{row['revealed_fraction']:.3f} vs 1.25 × {area:.3f} = {1.25 * area:.3f}",
+                    row["revealed_fraction"] <= 1.25 * area))
     if row.get("task_region_share") is not None:
         out.append(("≥ 80% of revealed pixels inside the task region",
                     f"{100 * row['task_region_share']:.1f}%", row["task_region_share"] >= 0.8))
@@ -112,9 +119,12 @@ def checks(results: dict[str, Any], ours: str = "Ours", baseline: str = "Non-adv
     if per_class:
         out.append(("task-region recall ≥ 0.9 in every class", "/".join(f"{v:.2f}" for v in per_class),
                     all(v >= 0.9 for v in per_class if not math.isnan(v))))
-    bound = ref["task_chance"] + 0.1
-    for key, title in (("task_accuracy_mask_only", "label from the mask alone"),
-                       ("task_accuracy_hidden_part", "label from the hidden part (ResNet probe)"),
+    if row.get("task_accuracy_mask_only") is not None and methods.get(floor, {}).get("task_accuracy_mask_only") is not None:
+        bound = methods[floor]["task_accuracy_mask_only"] + 0.10
+        out.append((f"label from the mask alone ≤ the {floor}'s + 0.10",
+                    f"{row['task_accuracy_mask_only']:.3f} vs {bound:.3f}", row["task_accuracy_mask_only"] <= bound))
+    bound = ref["task_chance"] + 0.10          # 0.35 for four classes
+    for key, title in (("task_accuracy_hidden_part", "label from the hidden part (ResNet probe)"),
                        ("task_accuracy_hidden_part_plain", "label from the hidden part (plain CNN probe)")):
         if row.get(key) is not None:
             out.append((f"{title} ≤ chance + 0.10", f"{row[key]:.3f} vs {bound:.3f}", row[key] <= bound))

@@ -22,11 +22,13 @@ def test_ablation_covers_the_paper_game_and_soft_values_with_and_without_adversa
     soft = {(o["mask_values"], o["mask_gradient"], adversarial) for _, _, adversarial, o in run.ABLATION
             if "mask_values" in o}
     assert soft == {("soft", g, a) for g in ("straight_through", "exact") for a in (True, False)}
-    paper = {(o["game"], o["mask_channel"], adversarial) for _, _, adversarial, o in run.ABLATION if "game" in o}
+    paper = {(o["game"], o["mask_channel"], adversarial) for _, _, adversarial, o in run.ABLATION
+             if o.get("game") == "paper"}
     assert paper == {("paper", False, True), ("paper", False, False)}
     config = load_config("synth_hair", "smoke")
-    for _, _, adversarial, overrides in run.ABLATION:        # every override is a real config key
-        run.variant(config, adversarial, **overrides)
+    from jaxmask import build_method
+    for _, _, adversarial, overrides in run.ABLATION:        # every override is a real config key, and valid
+        build_method(run.variant(config, adversarial, **overrides))
     names = [name for name, *_ in run.ABLATION] + [run.OURS, run.NON_ADVERSARIAL]
     workdirs = [subdir for _, subdir, *_ in run.ABLATION] + ["ours", "non_adversarial"]
     assert len(set(names)) == len(set(workdirs)) == 8

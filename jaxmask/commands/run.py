@@ -45,16 +45,19 @@ FLAGS = flags.FLAGS
 OURS, NON_ADVERSARIAL = "Ours", "Non-adversarial"
 # The default schedule's evaluation (see the module doc); --full keeps jaxmask.evaluate's defaults.
 QUICK_EVAL = {"max_train": 4000, "probe_max_train": 4000, "probe_releases": (OURS,)}
-PAPER_GAME = {"game": "paper", "mask_channel": False}
+PAPER_GAME = {"game": "paper", "mask_channel": False, "reveal": "exact"}
+# Soft values scale the released pixels by m: an exact-k reveal of the realx game (a cap is a 0/1 mask).
+SOFT = {"game": "realx", "reveal": "exact"}
 # --ablation: (report name, workdir, adversarial, config overrides)
 ABLATION = (("Paper game", "paper", True, PAPER_GAME),
             ("Paper game, non-adversarial", "paper_non_adversarial", False, PAPER_GAME),
-            ("Soft, straight-through", "soft_st", True, {"mask_values": "soft", "mask_gradient": "straight_through"}),
+            ("Soft, straight-through", "soft_st", True,
+             {**SOFT, "mask_values": "soft", "mask_gradient": "straight_through"}),
             ("Soft, straight-through, non-adversarial", "soft_st_non_adversarial", False,
-             {"mask_values": "soft", "mask_gradient": "straight_through"}),
-            ("Soft, exact", "soft_exact", True, {"mask_values": "soft", "mask_gradient": "exact"}),
+             {**SOFT, "mask_values": "soft", "mask_gradient": "straight_through"}),
+            ("Soft, exact", "soft_exact", True, {**SOFT, "mask_values": "soft", "mask_gradient": "exact"}),
             ("Soft, exact, non-adversarial", "soft_exact_non_adversarial", False,
-             {"mask_values": "soft", "mask_gradient": "exact"}))
+             {**SOFT, "mask_values": "soft", "mask_gradient": "exact"}))
 
 
 def define_flags() -> None:
