@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 
 COMMANDS = {
     "run": "train → export → evaluate → report on an experiment (default: SynthFaces hair)",
@@ -49,8 +51,39 @@ def main(argv: list[str] | None = None) -> None:
         if module_name.startswith("jaxmask.commands"):
             for flag in defined:
                 flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(command.main, argv=[f"jaxmask {name}", *argv[2:]],
+    app.run(_stoppable(name, command), argv=[f"jaxmask {name}", *argv[2:]],
             flags_parser=lambda args: parse_flags(name, args))
+
+
+class Stopped(BaseException):
+    """SIGTERM arrived (raised in the main thread, so ``finally`` blocks clean up as for Ctrl-C)."""
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def _stoppable(name: str, command):
+    """``command.main``, ended by Ctrl-C or SIGTERM with one line and 128 + the signal number.
+
+    Commands clean up in ``finally``/``except BaseException`` (temporary files
+    and folders, locks) as the exception unwinds; ``command.STOPPED`` says what
+    the stop leaves. ``train`` saves a checkpoint first (its own handlers,
+    jaxmask/workdir.py StopOnSignal).
+    """
+    def main(argv):
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _raise_stopped)
+        hint = getattr(command, "STOPPED", "nothing half-written is left; run the same command again")
+        try:
+            return command.main(argv)
+        except KeyboardInterrupt:
+            print(f"\njaxmask {name}: interrupted (Ctrl-C): {hint}", file=sys.stderr)
+            raise SystemExit(128 + signal.SIGINT) from None
+        except Stopped as stop:
+            print(f"jaxmask {name}: stopped by {stop.args[0]}: {hint}", file=sys.stderr)
+            raise SystemExit(128 + signal.SIGTERM) from None
+    return main
 
 
 def _one_line(error: BaseException) -> str:
