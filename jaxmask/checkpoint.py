@@ -50,10 +50,16 @@ from jaxmask.workdir import (  # noqa: F401  (re-exported: the loop uses checkpo
 CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("state", "data", "config", "checksums")
 
-# Fields that change the shapes or the structure of the saved state: a
-# checkpoint trained with another value cannot be restored into this model.
-SHAPE_FIELDS = ("image_size", "channels", "num_classes", "masker_widths", "phi_widths",
-                "phi_hidden", "optimizer")
+# What a resume may not change (refused before anything compiles, naming the field):
+# * anything that changes the shapes or the structure of the saved state. Not a
+#   list: the state templates of the saved and the new config are compared
+#   (``abstract_state``, jax.eval_shape of create_train_state), and each changed
+#   field is tried alone to name the one(s) responsible;
+# * the fields that change what the saved state *means* with the same shapes: the
+#   data it learns from, the task, K, the reveal rule and value mode, the game, and
+#   the seed (a run resumed under another seed is neither seed's run).
+MEANING_FIELDS = ("dataset", "task", "data.num_train", "data.num_identities", "topk_fraction", "mask_values",
+                  "reveal", "cap_threshold", "game", "seed")
 # Fields expected to differ between a run and its resumption (not reported).
 RUNTIME_FIELDS = ("parallel", "num_devices")
 
@@ -125,11 +131,12 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def compare_configs(saved: dict, current: dict, where: str) -> dict[str, tuple[Any, Any]]:
+def compare_configs(saved: dict, current, where: str) -> dict[str, tuple[Any, Any]]:
     """The fields ``current`` changes, as {dotted name: (saved, current)}.
 
-    Raises IncompatibleCheckpointError, naming the field, when one of
-    ``SHAPE_FIELDS`` differs (the saved arrays would not fit the model).
+    Raises IncompatibleCheckpointError, naming the field and the fix, when a
+    change alters the state's shapes (derived: ``abstract_state`` of both
+    configs) or its meaning (``MEANING_FIELDS``).
     """
     saved_flat, current_flat = _flatten(config_dict(saved)), _flatten(config_dict(current))
     changed = {}
@@ -137,14 +144,58 @@ def compare_configs(saved: dict, current: dict, where: str) -> dict[str, tuple[A
         before, after = saved_flat.get(name, _MISSING), current_flat.get(name, _MISSING)
         if before != after and name not in RUNTIME_FIELDS:
             changed[name] = (before, after)
-    for name in SHAPE_FIELDS:
-        if name in changed:
-            before, after = changed[name]
-            raise IncompatibleCheckpointError(
-                f"{where} was trained with {name}={before}, but this config has {name}={after}: "
-                f"{name} changes the shapes of the saved state, so the run cannot resume. "
-                f"Use a new --workdir, or --config.{name}={before} to continue it.")
+
+    def refuse(names: list[str], why: str):
+        shown = ", ".join(f"{n}={changed[n][0]}" for n in names)
+        now = ", ".join(f"{n}={changed[n][1]}" for n in names)
+        fix = " ".join(f"--config.{n}={_flag_value(changed[n][0])}" for n in names)
+        return IncompatibleCheckpointError(
+            f"{where} was trained with {shown}, but this config has {now}: {why}, so the run cannot resume "
+            f"it. Use a new --workdir, or {fix} to continue it.")
+
+    meaning = [name for name in MEANING_FIELDS if name in changed]
+    if meaning:
+        raise refuse(meaning, f"{'it changes' if len(meaning) == 1 else 'they change'} what the saved state means")
+    if changed:
+        saved_shapes = _state_shapes(_with_values(current, {n: v for n, (v, _) in changed.items()}), where)
+        if saved_shapes != _state_shapes(current, where):
+            culprits = [name for name in changed if _state_shapes(
+                _with_values(current, {n: v for n, (v, _) in changed.items() if n != name}), where) != saved_shapes]
+            raise refuse(culprits or list(changed), "that changes the shapes of the saved state")
     return changed
+
+
+def _flag_value(value) -> str:
+    return json.dumps(value).replace("[", "(").replace("]", ")").replace(" ", "") if isinstance(value, list) \
+        else str(value)
+
+
+def _with_values(config, values: dict[str, Any]):
+    """A copy of ``config`` (a ConfigDict) with the dotted fields of ``values`` set (lists as tuples)."""
+    import ml_collections
+    out = ml_collections.ConfigDict(config_dict(config))
+    for name, value in values.items():
+        *parents, leaf = name.split(".")
+        node = out
+        for parent in parents:
+            node = node[parent]
+        if value is _MISSING:
+            continue
+
+        def tuples(x):
+            return tuple(tuples(v) for v in x) if isinstance(x, list) else x
+        node[leaf] = tuples(value)
+    return out
+
+
+def _state_shapes(config, where: str):
+    """(tree structure, [(shape, dtype)]) of the state ``config`` describes."""
+    try:
+        abstract = abstract_state(config)
+    except Exception as error:    # a config that builds no model (e.g. of an older jaxmask)
+        raise IncompatibleCheckpointError(f"{where}: the state of its config cannot be built to compare "
+                                          f"({type(error).__name__}: {error}); use a new --workdir") from None
+    return jax.tree.structure(abstract), [(x.shape, x.dtype) for x in jax.tree.leaves(abstract)]
 
 
 def rewind_metrics(path: str, step: int) -> int:
@@ -219,6 +270,14 @@ class TrainCheckpoints:
         if not read_only:
             os.makedirs(self.workdir, exist_ok=True)
             lock_workdir(self.workdir)
+        try:
+            self._open(config, read_only)
+        except BaseException:
+            if not read_only:
+                unlock_workdir(self.workdir)
+            raise
+
+    def _open(self, config, read_only: bool) -> None:
         if read_only and not os.path.isdir(self.directory):
             raise FileNotFoundError(f"{self.workdir} has no checkpoints: expected {self.directory}/<step>/ "
                                     "(written by `jaxmask train --workdir`)")
@@ -419,14 +478,18 @@ class TrainCheckpoints:
                 unlock_workdir(self.workdir)
 
 
-def state_template(config) -> Any:
-    """A zero single-copy TrainState of ``config``'s shapes (no compilation, no devices)."""
+def abstract_state(config) -> Any:
+    """The single-copy TrainState of ``config`` as ShapeDtypeStructs (jax.eval_shape: nothing compiles)."""
     from jaxmask import state as state_lib
     config = _as_config(config)
     method = state_lib.build_method(config)
     shape = (config.image_size, config.image_size, config.channels)
-    abstract = jax.eval_shape(lambda: state_lib.create_train_state(method, jax.random.key(0), shape))
-    return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract)
+    return jax.eval_shape(lambda: state_lib.create_train_state(method, jax.random.key(0), shape))
+
+
+def state_template(config) -> Any:
+    """A zero single-copy TrainState of ``config``'s shapes (no compilation, no devices)."""
+    return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract_state(config))
 
 
 def _as_config(config):

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmask import topk
+from jaxmask import topk, validation
 from jaxmask.models import Classifier, Masker
 
 
@@ -74,7 +74,7 @@ class Method:
     adversary_tx: optax.GradientTransformation | None = None
     adversary_steps: int = 0               # adversary updates per round (each on one of the round's batches)
     adversary_exit_accuracy: float | None = None   # skip the rest once every member reaches it (None: never)
-    reinit_every: int = 0                  # rounds between re-initialising one member per ensemble (0 = never)
+    reinit_every: int | None = None        # rounds between re-initialising one member per ensemble (None = never)
     pattern_weight: float = 0.0
     seed: int = 0
 
@@ -104,8 +104,7 @@ def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformat
     raise ValueError(f"config.optimizer={name!r}: expected 'adam' or 'sgd'")
 
 
-GAMES = ("paper", "complement", "realx", "shuffled")
-REVEAL_MODES = ("exact", "cap")
+GAMES, REVEAL_MODES = validation.GAMES, validation.REVEAL_MODES
 
 
 def _adversaries(config, dtype, axis_name, widths_list, num_classes) -> tuple[Classifier, ...]:
@@ -115,30 +114,17 @@ def _adversaries(config, dtype, axis_name, widths_list, num_classes) -> tuple[Cl
 
 def build_method(config, axis_name: str | None = None) -> Method:
     """Builds the ``Method`` a config describes (see configs/synth_hair.py for the fields)."""
+    validation.check_method_config(config)     # every rule of the game's fields lives in validation.py
     dtype = compute_dtype(config.dtype)
     size = config.image_size
-    if config.predictor_steps < 1 or config.obfuscator_steps < 0:
-        raise ValueError(
-            f"predictor_steps={config.predictor_steps}, obfuscator_steps={config.obfuscator_steps}: "
-            "a round needs predictor_steps ≥ 1 and obfuscator_steps ≥ 0 (0 = non-adversarial)")
     k = topk.num_revealed(config.topk_fraction, size, size)
-    topk.check_arguments((1, size, size, 1), jnp.float32, k, config.mask_values, config.mask_gradient)
     adversary = config.adversary
-    if config.game not in GAMES:
-        raise ValueError(f"config.game={config.game!r}: expected one of {GAMES}")
-    if config.reveal not in REVEAL_MODES:
-        raise ValueError(f"config.reveal={config.reveal!r}: expected one of {REVEAL_MODES}")
-    if config.reveal == "cap" and config.mask_values != "binary":
-        raise ValueError("config.reveal='cap' needs mask_values='binary' (a capped reveal is a 0/1 mask)")
     beyond_paper = config.game != "paper"
     adversarial = config.obfuscator_steps > 0
     complement = (_adversaries(config, dtype, axis_name, adversary.complement_widths, config.num_classes)
                   if beyond_paper and adversarial else ())
     pattern = (_adversaries(config, dtype, axis_name, adversary.pattern_widths, config.num_classes)
                if beyond_paper and adversarial and adversary.pattern_weight > 0 else ())
-    if (complement or pattern) and adversary.steps < 1:
-        raise ValueError(f"config.adversary.steps={adversary.steps}: the {config.game!r} "
-                         "game trains its adversaries, so it needs ≥ 1 step per round")
     return Method(
         masker=Masker(widths=tuple(config.masker_widths), dtype=dtype, bn_axis_name=axis_name),
         phi=Classifier(num_classes=config.num_classes, widths=tuple(config.phi_widths),
@@ -163,7 +149,7 @@ def build_method(config, axis_name: str | None = None) -> Method:
         # getattr: configs saved before the field existed, and bench's plain namespaces, lack it.
         adversary_exit_accuracy=(None if getattr(adversary, "exit_accuracy", None) is None
                                  else float(adversary.exit_accuracy)),
-        reinit_every=int(adversary.reinit_every or 0),
+        reinit_every=None if adversary.reinit_every is None else int(adversary.reinit_every),
         pattern_weight=float(adversary.pattern_weight),
         seed=int(config.seed),
     )

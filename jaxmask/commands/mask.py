@@ -55,8 +55,7 @@ def define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"jaxmask mask: error: unexpected arguments {argv[1:]}")
-    import jaxmask
-    from jaxmask import masking
+    from jaxmask import export, masking
     FLAGS = flags.FLAGS
     if FLAGS.topk_fraction is not None and not 0 < FLAGS.topk_fraction <= 1:
         raise SystemExit(f"jaxmask mask: error: --topk_fraction={FLAGS.topk_fraction} must lie in (0, 1]")
@@ -64,7 +63,7 @@ def main(argv) -> None:
         raise SystemExit(f"jaxmask mask: error: --batch_size={FLAGS.batch_size} must be ≥ 1")
     try:
         masking.check_folders(FLAGS.input, FLAGS.output)     # before loading anything
-        bundle = jaxmask.load_masker(FLAGS.model, accept_unverified_manifest=FLAGS.accept_unverified_manifest)
+        bundle = export.load_masker(FLAGS.model, accept_unverified_manifest=FLAGS.accept_unverified_manifest)
         report = masking.mask_folder(
             bundle, FLAGS.input, FLAGS.output, values=FLAGS.values, topk_fraction=FLAGS.topk_fraction,
             batch_size=FLAGS.batch_size, save_masks=FLAGS.save_masks, overwrite=FLAGS.overwrite,
