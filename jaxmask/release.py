@@ -17,8 +17,10 @@ per-image work, so that the rules of a release live in one place:
   opaque image) on revealed ones, so "hidden" is never confused with black.
   Every mode is converted to 8-bit grey or RGB (with alpha) first.
   ``black``: the original format, mode and bit depth, hidden pixels 0 in
-  every channel (alpha included). Kept only where that is true: the modes
-  in which all-zero is black (``BLACK_FILL_MODES``), a file whose samples
+  every channel (alpha included); a palette image keeps its palette, hidden
+  pixels get the index of black (appended if the palette has room). Kept
+  only where that is true: the modes in which all-zero is black
+  (``BLACK_FILL_MODES``) and palettes, a file whose samples
   Pillow decodes at full depth, and a writer that stores the mode (each
   output's header is read back before it replaces anything); any other image
   is listed with the reason (the alpha fill releases it).
@@ -67,6 +69,34 @@ _SAVE_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 9
 
 class ImageError(Exception):
     """A file that cannot be masked; the message is the reason listed in the report."""
+
+
+class Palette(str):
+    """The mode "P" of a palette image kept as indices (--fill black): its colours and the index of black.
+
+    Compares equal to "P". ``colours``: uint8 (n, 3); ``black``: the index hidden pixels get (black is
+    appended when the palette has none and room for it); ``transparency``: the image's transparent index.
+    """
+
+    def __new__(cls, image: Image.Image):
+        self = super().__new__(cls, "P")
+        self.colours = np.asarray(image.getpalette() or [], np.uint8).reshape(-1, 3)
+        self.transparency = image.info.get("transparency")
+        black = np.flatnonzero((self.colours == 0).all(-1))
+        if len(black):
+            self.black = int(black[0])
+        elif len(self.colours) < 256:
+            self.colours = np.concatenate([self.colours, np.zeros((1, 3), np.uint8)])
+            self.black = len(self.colours) - 1
+        else:
+            raise ImageError("a 256-colour palette without black: --fill black has no index for hidden pixels; "
+                             "the default alpha fill releases it (8-bit PNG)")
+        return self
+
+    def rgb(self, indices: np.ndarray) -> np.ndarray:
+        lookup = np.zeros((256, 3), np.uint8)
+        lookup[:len(self.colours)] = self.colours
+        return lookup[indices]
 
 
 def output_name(relative: str, fill: str) -> str:
@@ -120,7 +150,9 @@ def read_image(path: str, max_pixels: int, fill: str = "alpha") -> tuple[np.ndar
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 mode = image.mode
-                if fill == "black":
+                if fill == "black" and mode == "P" and isinstance(image.info.get("transparency", 0), int):
+                    mode = Palette(image)        # indices kept; hidden pixels get the index of black
+                elif fill == "black":
                     if mode not in BLACK_FILL_MODES:
                         raise ImageError(f"mode {mode}: --fill black keeps each image's mode, and in mode "
                                          f"{mode} hidden pixels cannot be black (0) with the mode kept; the "
@@ -129,7 +161,7 @@ def read_image(path: str, max_pixels: int, fill: str = "alpha") -> tuple[np.ndar
                     mode = "RGBA" if "transparency" in image.info else "RGB"
                 else:
                     mode = _CONVERT.get(mode, mode)
-                if mode not in _KEEP and mode not in BLACK_FILL_MODES:
+                if mode not in _KEEP and mode not in BLACK_FILL_MODES and mode != "P":
                     mode = "RGB"
                 if mode != image.mode:
                     image = image.convert(mode)
@@ -206,6 +238,8 @@ def _resized_channel(channel: np.ndarray, size: int) -> np.ndarray:
 
 def model_input(pixels: np.ndarray, mode: str, size: int, channels: int) -> np.ndarray:
     """The image as float32 (size, size, channels) in [0, 1]: whole-image bilinear resize."""
+    if isinstance(mode, Palette):
+        pixels, mode = mode.rgb(pixels), "RGB"
     colour, _ = split_alpha(pixels, mode)
     unit = np.stack([_resized_channel(colour[..., c], size) for c in range(colour.shape[-1])], axis=-1)
     unit = np.clip(unit / unit_scale(colour), 0.0, 1.0)
@@ -287,6 +321,13 @@ def released_pixels(pixels: np.ndarray, mode: str, keep: np.ndarray, fill: str,
     ``alpha``: uint8 (H, W, C+1), alpha 0 where hidden; ``black``: the input's shape and dtype.
     Built in place in the output array: no temporary of the image's size.
     """
+    if isinstance(mode, Palette):
+        if soft is not None:
+            raise ImageError("soft values scale colours, which a palette image cannot hold: --fill black keeps "
+                             "its palette; use the default alpha fill, or binary values")
+        out = np.full(pixels.shape, mode.black, np.uint8)
+        np.copyto(out, pixels, where=keep)            # exact: the original indices
+        return out
     colour, alpha = split_alpha(pixels, mode)
     if fill == "alpha":
         colour = _to_uint8(colour)
@@ -336,10 +377,17 @@ def save_image(path: str, array: np.ndarray, fmt: str | None, fill: str, mode: s
         fmt = "PNG"
     if fmt is None:
         raise ImageError("unknown format")
-    image = Image.fromarray(array)     # the mode follows from the shape and dtype
+    options = dict(_SAVE_OPTIONS.get(fmt, {}))
+    if isinstance(mode, Palette):
+        image = Image.frombytes("P", array.shape[::-1], np.ascontiguousarray(array).tobytes())
+        image.putpalette(mode.colours.ravel().tolist())
+        if mode.transparency is not None:
+            options["transparency"] = mode.transparency
+    else:
+        image = Image.fromarray(array)     # the mode follows from the shape and dtype
 
     def save(tmp: str) -> None:
-        image.save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
+        image.save(tmp, format=fmt, **options)
         if fill == "black" and mode is not None:
             with Image.open(tmp) as back:      # the header only: the mode and size the file holds
                 if _SAME_MODE.get(back.mode, back.mode) != _SAME_MODE.get(mode, mode) or back.size != image.size:

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 from PIL import Image
-from test_export import random_state, small_config
+from test_export import IMAGE_SIZE, random_state, small_config
 
 from jaxmask import checkpoint, export, masking, metrics, release, validation
 
@@ -60,7 +60,7 @@ def _downgrade(version):
     def edit(manifest):
         manifest["format_version"] = version
         manifest.pop(export.MANIFEST_CHECKSUM)
-        manifest["k"], manifest["topk_fraction"] = 64, 1.0      # reveal every pixel of 8x8
+        manifest["k"], manifest["topk_fraction"] = IMAGE_SIZE ** 2, 1.0      # reveal every pixel
     return edit
 
 
@@ -71,7 +71,8 @@ def test_no_field_switches_a_bundle_check_off(bundle_dir, tmp_path):
         "version 1.0": _downgrade(1.0),
         "version '1'": _downgrade("1"),
         "version 2 without its checksum": lambda m: m.pop(export.MANIFEST_CHECKSUM),
-        "version 1 with its checksum kept, K edited": lambda m: m.update(format_version=1, k=64, topk_fraction=1.0),
+        "version 1 with its checksum kept, K edited": lambda m: m.update(format_version=1, k=IMAGE_SIZE ** 2,
+                                                                         topk_fraction=1.0),
         "file entry without bytes": lambda m: (m["files"]["masker.npz"].pop("bytes"), _resigned(m)),
         "file entry without sha256": lambda m: (m["files"]["masker.npz"].pop("sha256"), _resigned(m)),
     }
@@ -86,7 +87,7 @@ def test_no_field_switches_a_bundle_check_off(bundle_dir, tmp_path):
     with pytest.raises(export.BundleError, match="--accept_unverified_manifest"):
         export.load_masker(old)
     with pytest.warns(UserWarning, match="unverified"):
-        assert export.load_masker(old, accept_unverified_manifest=True).k == 16
+        assert export.load_masker(old, accept_unverified_manifest=True).k == round(0.25 * IMAGE_SIZE ** 2)
 
 
 def _save_checkpoint(workdir, config, step=2):
