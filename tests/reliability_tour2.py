@@ -96,10 +96,15 @@ def make_checkpoint(workdir, overrides=(), step=2):
     from jaxmask import checkpoint
     config = smoke_config(overrides)
     rng = np.random.default_rng(0)
-    state = jax.tree.map(lambda x: (0.1 * rng.normal(size=x.shape)).astype(x.dtype) if x.dtype.kind == "f"
-                         else np.asarray(x), checkpoint.state_template(config)).replace(step=np.int32(step))
-    state = jax.tree_util.tree_map_with_path(
-        lambda p, x: np.abs(x) + 0.5 if "var" in jax.tree_util.keystr(p) else x, state)
+
+    def fill(path, x):     # random parameters, positive BatchNorm variances, a fresh optimiser state
+        name = jax.tree_util.keystr(path)
+        if x.dtype.kind != "f" or "opt_state" in name:
+            return np.asarray(x)
+        if "var" in name:
+            return rng.uniform(0.5, 1.5, x.shape).astype(x.dtype)
+        return (0.1 * rng.normal(size=x.shape)).astype(x.dtype)
+    state = jax.tree_util.tree_map_with_path(fill, checkpoint.state_template(config)).replace(step=np.int32(step))
     it = iter(grain.MapDataset.range(100).to_iter_dataset().batch(4))
     with checkpoint.TrainCheckpoints(workdir, config) as checkpoints:
         checkpoints.save(step, state, it)
