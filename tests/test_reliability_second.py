@@ -310,12 +310,13 @@ def test_resume_refusals_are_derived_from_the_state_and_its_meaning(smoke_config
               "adversary.complement_widths": ((8, 8, 8, 16),), "adversary.pattern_weight": 0.0,
               "adversary.hidden": 32, "phi_hidden": 32, "masker_widths": (8, 32)}
     meaning = {"topk_fraction": 0.5, "mask_values": "soft", "reveal": "cap", "seed": 7, "task": "expression"}
-    reference = jax.tree.leaves(checkpoint.abstract_state(smoke_config))
+    def shapes_of(config):
+        return [(x.shape, x.dtype) for x in jax.tree.leaves(checkpoint.state_template(config))]
+    reference = shapes_of(smoke_config)
     for name, value in {**shapes, **meaning}.items():
         current = _changed(smoke_config, name, value)
         if name in shapes:     # the test's own claim, checked against the state itself
-            assert [(x.shape, x.dtype) for x in jax.tree.leaves(checkpoint.abstract_state(current))] != \
-                [(x.shape, x.dtype) for x in reference], name
+            assert shapes_of(current) != reference, name
         with pytest.raises(checkpoint.IncompatibleCheckpointError, match=name.split(".")[-1]):
             checkpoint.compare_configs(saved, current, "the checkpoint")
     for name, value in {"num_rounds": 60, "phi_learning_rate": 2e-3, "adversary.reinit_every": 7}.items():
@@ -324,7 +325,7 @@ def test_resume_refusals_are_derived_from_the_state_and_its_meaning(smoke_config
 
 def test_a_refused_resume_leaves_config_json_as_it_was(tmp_path):
     from jaxmask import train
-    config = small_config()
+    config = load_config("synth_hair", "smoke")
     _save_checkpoint(tmp_path / "W", config)
     (tmp_path / "W" / "config.json").write_text(config.to_json_best_effort(indent=2))
     before = (tmp_path / "W" / "config.json").read_bytes()
@@ -358,7 +359,9 @@ def test_checks_that_need_no_data_are_config_errors(smoke_config):
     validation.check_eval_config(_changed(eval_config, "probe_releases", ("Ours", "Oracle")), smoke_config, ["Ours"])
 
 
-def test_evaluate_refuses_a_bad_k_sweep_within_seconds(bundle_dir, tmp_path):
+def test_evaluate_refuses_a_bad_k_sweep_within_seconds(tmp_path):
+    config = load_config("synth_hair", "smoke")       # a bundle the smoke config evaluates (32 px)
+    bundle_dir = export.export_masker(random_state(config), config, tmp_path / "B", step=1)
     env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
     start = time.time()
     try:
@@ -378,10 +381,10 @@ def test_a_torn_last_metrics_line_is_tolerated_and_corruption_elsewhere_named(tm
     path = tmp_path / "metrics.jsonl"
     good = json.dumps({"step": 1, "split": "validation", "accuracy_revealed": 0.5}) + "\n"
     path.write_bytes(good.encode() + b'{"step": 2, "split": "valid')
-    assert metrics.read_records(str(path)) == [json.loads(good)]
-    assert checkpoint.last_validation_metrics(str(tmp_path))["step"] == 1
+    assert checkpoint.last_validation_metrics(str(tmp_path))["step"] == 1      # what export reads
     checkpoint.rewind_metrics(str(path), 5)               # a resume repairs the file before appending
     assert path.read_text() == good
+    assert metrics.read_records(str(path)) == [json.loads(good)]
     for corrupt in (b"{garbage\n", b"[1, 2]\n", b"\xff\xfe\n"):
         path.write_bytes(good.encode() + corrupt + good.encode())
         with pytest.raises(ValueError, match=f"{path}:2"):
@@ -392,11 +395,12 @@ def test_a_rerun_removes_what_an_interrupted_mask_left(bundle, tmp_path):
     _images(tmp_path / "in")
     masking.mask_folder(bundle, str(tmp_path / "in"), str(tmp_path / "out"), progress=False)
     (tmp_path / "out" / ".0.png.abcd1234.tmp").write_bytes(b"partial")        # an earlier version's name
-    (tmp_path / "out" / f".1.png.x7{release.TEMP_SUFFIX}").write_bytes(b"partial")
+    (tmp_path / "out" / ".1.png.x7.jaxmask-tmp").write_bytes(b"partial")        # this version's
     (tmp_path / "out" / ".notes.tmp").write_text("a user's file: not ours")
     report = masking.mask_folder(bundle, str(tmp_path / "in"), str(tmp_path / "out"), progress=False)
-    assert sorted(report.cleaned) == [".0.png.abcd1234.tmp", f".1.png.x7{release.TEMP_SUFFIX}"]
     assert sorted(os.listdir(tmp_path / "out")) == [".notes.tmp", "0.png", "1.png", "2.png"]
+    assert sorted(report.cleaned) == [".0.png.abcd1234.tmp", ".1.png.x7.jaxmask-tmp"]
+    assert release.TEMP_SUFFIX == ".jaxmask-tmp"
 
 
 def test_sigterm_and_ctrl_c_during_mask_end_in_one_line_and_leave_nothing(bundle_dir, tmp_path):
