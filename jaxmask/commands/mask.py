@@ -61,6 +61,9 @@ def main(argv) -> None:
         raise SystemExit(f"jaxmask mask: error: --topk_fraction={FLAGS.topk_fraction} must lie in (0, 1]")
     if FLAGS.batch_size < 1:
         raise SystemExit(f"jaxmask mask: error: --batch_size={FLAGS.batch_size} must be ≥ 1")
+    if FLAGS.max_pixels is not None and FLAGS.max_pixels < 1:
+        raise SystemExit(f"jaxmask mask: error: --max_pixels={FLAGS.max_pixels} must be ≥ 1 (or left out: "
+                         "Pillow's decompression-bomb limit)")
     try:
         masking.check_folders(FLAGS.input, FLAGS.output)     # before loading anything
         bundle = export.load_masker(FLAGS.model, accept_unverified_manifest=FLAGS.accept_unverified_manifest)
