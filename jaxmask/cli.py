@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -116,11 +117,23 @@ def parse_flags(name: str, args: list[str]) -> list[str]:
     """
     from absl import flags
     FLAGS = flags.FLAGS
+    # "Off" is spelled None (jaxmask/validation.py), which ml_collections cannot parse for a typed
+    # field: `--config.x=None` / `--eval.x=None` are set after parsing instead.
+    nulls = [arg for arg in args if re.fullmatch(r"--(config|eval)\.[\w.]+=None", arg)]
+    args = [arg for arg in args if arg not in nulls]
     try:
         remaining = FLAGS(args)
         for flag_name in ("config", "eval"):
             if flag_name in FLAGS and FLAGS[flag_name].value is not None:
                 FLAGS[flag_name].value.keys()    # a config file is loaded lazily: load it now
+        for arg in nulls:
+            root, *parents, leaf = arg[2:].split("=", 1)[0].split(".")
+            node = FLAGS[root].value
+            for parent in parents:
+                node = node[parent]
+            if leaf not in node:
+                raise KeyError(f"{arg.split('=')[0][2 + len(root) + 1:]}")
+            node[leaf] = None
     except flags.Error as error:
         print(f"jaxmask {name}: error: {_one_line(error)}\n(jaxmask {name} --help lists the flags)",
               file=sys.stderr)
