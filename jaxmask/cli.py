@@ -69,11 +69,13 @@ def _stoppable(name: str, command):
 
     Commands clean up in ``finally``/``except BaseException`` (temporary files
     and folders, locks) as the exception unwinds; ``command.STOPPED`` says what
-    the stop leaves. ``train`` saves a checkpoint first (its own handlers,
-    jaxmask/workdir.py StopOnSignal).
+    the stop leaves. ``train`` handles SIGTERM itself (a checkpoint first:
+    jaxmask/workdir.py StopOnSignal); a second Ctrl-C ends here.
     """
     def main(argv):
-        if threading.current_thread() is threading.main_thread():
+        # Not for `train`: a multi-process training must keep SIGTERM's default (its preemption
+        # is coordinated by JAX), and a single-process one installs its own (StopOnSignal).
+        if name != "train" and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _raise_stopped)
         hint = getattr(command, "STOPPED", "nothing half-written is left; run the same command again")
         try:
