@@ -99,8 +99,13 @@ def acquire_lock(path: str, what: str, command: str, fix: str) -> dict[str, Any]
         logging.warning("%s: took over the lock left by %s, which is no longer running", what, describe_holder(stale))
     record = {"command": command, "pid": os.getpid(), "host": socket.gethostname(),
               "since": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+    except OSError:          # e.g. a full disk: leave no lock file behind
+        os.unlink(path)
+        os.close(fd)
+        raise
     _HELD_LOCKS[path] = fd
     return stale
 
