@@ -523,7 +523,7 @@ def _(ctx):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", ctx.path("full")], check=True)
     try:
         code, log, _ = mask_cli(ctx, ctx.path("in"), ctx.path("full"))
-        leftovers = [o for o in outputs(ctx.path("full")) if o.endswith(".tmp")]
+        leftovers = [o for o in outputs(ctx.path("full")) if os.path.basename(o).startswith(".")]   # hidden temps
         full = [line for line in log.splitlines() if "No space" in line]
         partial = []
         for o in outputs(ctx.path("full")):
@@ -563,13 +563,13 @@ def _(ctx):
     child.wait()
     bad = []
     for o in outputs(ctx.path("out")):
-        if o.endswith(".tmp"):
+        if os.path.basename(o).startswith("."):       # a hidden temporary name (or the lock), not an output
             continue
         try:
             Image.open(os.path.join(ctx.path("out"), o)).load()
         except Exception:
             bad.append(o)
-    tmp = [o for o in outputs(ctx.path("out")) if o.endswith(".tmp")]
+    tmp = [o for o in outputs(ctx.path("out")) if os.path.basename(o).startswith(".")]
     code, log, _ = mask_cli(ctx, ctx.path("in"), ctx.path("out"))
     return (f"no partial output under a real name ({bad}); hidden temp leftovers {len(tmp)}; rerun exit {code}",
             not bad and code == 0)
