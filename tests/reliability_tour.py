@@ -51,6 +51,8 @@ class Child:
         self.log = log
         self.pid = os.fork()
         if self.pid == 0:
+            # A tour started in the background (`&`) inherits SIGINT ignored: a user's Ctrl-C is not.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
