@@ -421,16 +421,14 @@ def _holder_named(log, pid):
     return str(pid) in log
 
 
-@case("2", "lock", "two `mask` runs into one output folder at once (K=0.35 as trained and K=0.5, 100 images)",
+@case("2", "lock", "two `mask` runs into one output folder at once (K=0.35 as trained and K=0.5, 200 images)",
       "mask & mask --topk_fraction 0.5 (same --output)", found=True)
 def _(ctx):
-    for i in range(100):
-        save_image(ctx.path(f"in/{i:02d}.png"), rgb(256, 256, i))
+    for i in range(200):
+        save_image(ctx.path(f"in/{i:03d}.png"), rgb(256, 256, i))
+    # Started together, as two users (or two jobs of a script) would.
     a = ctx.start(cli_child(["mask", "--model", ctx.shared["bundle"], "--input", ctx.path("in"), "--output",
                              ctx.path("out"), "--noprogress", "--batch_size", "4"]))
-    deadline = time.time() + 60
-    while time.time() < deadline and not os.path.isdir(ctx.path("out")):
-        time.sleep(0.02)
     b = ctx.start(cli_child(["mask", "--model", ctx.shared["bundle"], "--input", ctx.path("in"), "--output",
                              ctx.path("out"), "--noprogress", "--batch_size", "4", "--topk_fraction", "0.5"]))
     (ca, la, _), (cb, lb, _) = a.wait(), b.wait()
@@ -450,8 +448,11 @@ def _(ctx):
     left = [n for n in os.listdir(ctx.path()) if n.startswith(".B")]
     tb = traceback_in(la + lb)
     named = _holder_named(lb, a.pid) or _holder_named(la, b.pid)
-    ok = not tb and not left and ((ca == 0) != (cb == 0) and named)
-    return f"exits {ca}, {cb}; traceback: {tb}; holder named: {named}; left beside --out: {left}", ok
+    # The second is refused either while the first writes (naming it) or after (a bundle it did not write).
+    exists = "--overwrite" in la + lb
+    ok = not tb and not left and (ca == 0) != (cb == 0) and (named or exists)
+    return (f"exits {ca}, {cb}; traceback: {tb}; refusal names the holder: {named}, or the existing bundle: "
+            f"{exists}; left beside --out: {left}", ok)
 
 
 def _second_writer(ctx, argv_a, argv_b, ready, timeout=60):
