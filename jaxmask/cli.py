@@ -40,6 +40,18 @@ def main(argv: list[str] | None = None) -> None:
     if name not in COMMANDS:
         print(f"jaxmask: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
+    # From here on a SIGTERM ends in one line (_stoppable), imports included; not for `train`:
+    # a multi-process training keeps SIGTERM's default (its preemption is coordinated by JAX),
+    # a single-process one installs its own (StopOnSignal, a checkpoint first).
+    if name != "train" and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_stopped)
+    try:
+        _run(name, argv)
+    except (KeyboardInterrupt, Stopped) as stop:     # before the command's own main started
+        _stopped(name, stop, "nothing was written")
+
+
+def _run(name: str, argv: list[str]) -> None:
     from jaxmask import platform
     platform.configure_xla_defaults()   # before any JAX backend starts; see jaxmask/platform.py
     from absl import app, flags
@@ -73,20 +85,21 @@ def _stoppable(name: str, command):
     jaxmask/workdir.py StopOnSignal); a second Ctrl-C ends here.
     """
     def main(argv):
-        # Not for `train`: a multi-process training must keep SIGTERM's default (its preemption
-        # is coordinated by JAX), and a single-process one installs its own (StopOnSignal).
-        if name != "train" and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _raise_stopped)
-        hint = getattr(command, "STOPPED", "nothing half-written is left; run the same command again")
         try:
             return command.main(argv)
-        except KeyboardInterrupt:
-            print(f"\njaxmask {name}: interrupted (Ctrl-C): {hint}", file=sys.stderr)
-            raise SystemExit(128 + signal.SIGINT) from None
-        except Stopped as stop:
-            print(f"jaxmask {name}: stopped by {stop.args[0]}: {hint}", file=sys.stderr)
-            raise SystemExit(128 + signal.SIGTERM) from None
+        except (KeyboardInterrupt, Stopped) as stop:
+            _stopped(name, stop, getattr(command, "STOPPED", "nothing half-written is left; run the same "
+                                                             "command again"))
     return main
+
+
+def _stopped(name: str, stop: BaseException, hint: str) -> None:
+    """One line, and exit 128 + the signal number."""
+    if isinstance(stop, Stopped):
+        print(f"jaxmask {name}: stopped by {stop.args[0]}: {hint}", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    print(f"\njaxmask {name}: interrupted (Ctrl-C): {hint}", file=sys.stderr)
+    raise SystemExit(128 + signal.SIGINT) from None
 
 
 def _one_line(error: BaseException) -> str:
