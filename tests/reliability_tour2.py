@@ -1120,9 +1120,9 @@ def _(ctx):
 @case("6", "signal", "Ctrl-C (SIGINT) during prepare", "prepare; SIGINT")
 def _(ctx):
     rng = np.random.default_rng(0)
-    for label in ("cat", "dog"):       # enough work (2 × 300 images of 96 px) to be stopped in the middle
-        for i in range(300):
-            save_image(ctx.path("A", "train", label, f"{i}.png"), rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
+    for label in ("cat", "dog"):       # enough work (2 × 2000 images) to be stopped in the middle
+        for i in range(2000):
+            save_image(ctx.path("A", "train", label, f"{i}.png"), rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
     return _signal_command(ctx, ["prepare", "--dataset", "image_folder", "--manual_dir", ctx.path("A"), "--data_dir",
                                  ctx.path("tfds"), "--image_size", "8"], signal.SIGINT,
                            lambda: os.path.isdir(ctx.path("tfds")), 130)
