@@ -14,6 +14,10 @@ from absl import flags, logging
 
 from jaxmask.commands._config import define_config_flag
 
+# A second Ctrl-C aborts without a checkpoint (the first one stops after the round, with one).
+STOPPED = ("the last completed checkpoint is kept (a save cut short is discarded by the next run); run the "
+           "same command again to resume from it")
+
 
 def define_flags() -> None:
     from jaxmask import distributed
