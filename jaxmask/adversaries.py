@@ -180,7 +180,7 @@ def reinitialise_adversaries(method: Method, state: TrainState, image_shape) -> 
     A fresh member is what a new attacker is: if the masker only hid from the
     members it has trained against, the fresh one finds the label again.
     """
-    if method.reinit_every <= 0 or not (method.complement or method.pattern):
+    if method.reinit_every is None or not (method.complement or method.pattern):
         return state
     height, width, channels = image_shape
     due = (state.step > 0) & (state.step % method.reinit_every == 0)

@@ -94,7 +94,7 @@ class Spec:
             # The paper's game: the one benchmarks/torch_reference.py implements.
             game="paper", mask_channel=False, reveal="exact", cap_threshold=0.5, seed=0,
             adversary=SimpleNamespace(complement_widths=(), pattern_widths=(), hidden=0,
-                                      learning_rate=self.learning_rate, steps=0, reinit_every=0,
+                                      learning_rate=self.learning_rate, steps=0, reinit_every=None,
                                       pattern_weight=0.0))
 
     @property

@@ -110,7 +110,7 @@ def end_to_end(config, rounds: int, workdir: str) -> dict[str, float]:
     config = config.copy_and_resolve_references()
     config.num_rounds = rounds + 1
     config.log_every = config.eval_every = config.num_rounds
-    config.checkpoint_every = 0          # only the final checkpoint
+    config.checkpoint_every = None       # only the final checkpoint (None: never on the way)
     start = time.perf_counter()
     result = train.train_and_evaluate(config, workdir)
     record = dict(result["train"])

@@ -4,6 +4,14 @@ Kept apart from jaxmask/export.py (writing and loading) so the rules that
 decide whether a bundle may mask anything read in one place: the manifest's
 own checksum, the file checksums, the fields against each other, the arrays'
 shapes and dtypes, and finiteness.
+
+All or nothing: every check a bundle can carry must pass, and no field
+switches one off. ``format_version`` must be one of the supported integers
+(``true`` or ``1.0`` are not versions); a ``manifest_sha256`` present is
+always verified, whatever the version; one missing is an error for version 2
+and, for version 1 (which never had one), unless the caller accepts an
+unverified manifest by name. Every listed file needs both its ``sha256`` and
+its ``bytes``.
 """
 
 from __future__ import annotations
@@ -20,8 +28,11 @@ from jaxmask import __version__, topk
 
 FORMAT = "jaxmask.masker"
 FORMAT_VERSION = 2
-# Version 1 has no manifest checksum: its fields are still cross-checked on load.
+# Version 1 has no manifest checksum: its manifest cannot be verified, so it is
+# used only when the caller names that risk (``accept_unverified_manifest``,
+# ``jaxmask mask --accept_unverified_manifest``); its fields are cross-checked either way.
 SUPPORTED_FORMAT_VERSIONS = (1, 2)
+UNVERIFIED_MANIFEST_FLAG = "--accept_unverified_manifest"
 MANIFEST_CHECKSUM = "manifest_sha256"
 MANIFEST = "manifest.json"
 MASKER_FILE = "masker.npz"
@@ -72,17 +83,26 @@ def verify_file(bundle: str, name: str, entry: dict) -> str:
     if os.path.basename(name) != name or name in ("", ".", ".."):
         raise BundleError(f"{os.path.join(bundle, MANIFEST)} lists a file outside the bundle: {name!r}")
     path = os.path.join(bundle, name)
+    if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or \
+            isinstance(entry.get("bytes"), bool) or not isinstance(entry.get("bytes"), int):
+        raise BundleError(f"{os.path.join(bundle, MANIFEST)}: the entry of {name} must give its sha256 and its "
+                          f"bytes (got {entry!r}): a file without both cannot be verified; re-export the bundle")
     if not os.path.isfile(path):
         raise BundleError(f"{path} is missing from the bundle")
     size = os.path.getsize(path)
-    if size != entry.get("bytes", size):
+    if size != entry["bytes"]:
         raise BundleError(f"{path} is {size} bytes, the manifest says {entry['bytes']}: truncated or replaced")
-    if sha256_file(path) != entry.get("sha256"):
+    if sha256_file(path) != entry["sha256"]:
         raise BundleError(f"{path} does not match its sha256 in {MANIFEST}: the file was modified or damaged")
     return path
 
 
-def read_manifest(bundle: str) -> dict[str, Any]:
+def read_manifest(bundle: str, accept_unverified_manifest: bool = False) -> dict[str, Any]:
+    """The verified manifest of ``bundle`` (BundleError naming the file, the field and the fix).
+
+    ``accept_unverified_manifest``: use a version-1 manifest, which carries no
+    checksum of its own (an edited field could not be detected); off by default.
+    """
     path = os.path.join(bundle, MANIFEST)
     if not os.path.isdir(bundle):
         raise BundleError(f"{bundle} is not a masker bundle directory (write one with `jaxmask export`)")
@@ -96,13 +116,22 @@ def read_manifest(bundle: str) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{path} is not a {FORMAT} manifest")
     version = manifest.get("format_version")
-    if version not in SUPPORTED_FORMAT_VERSIONS:
+    # An integer, exactly: `true` == 1 and 1.0 == 1 in Python, and must not read as version 1.
+    if type(version) is not int or version not in SUPPORTED_FORMAT_VERSIONS:
         raise BundleError(f"{path} has format_version {version!r}; jaxmask {__version__} reads format "
                           f"version(s) {list(SUPPORTED_FORMAT_VERSIONS)}: use the jaxmask that wrote it "
                           f"(jaxmask_version {manifest.get('jaxmask_version')!r}) or re-export")
-    if version >= 2 and manifest.get(MANIFEST_CHECKSUM) != manifest_checksum(manifest):
-        raise BundleError(f"{path} does not match its {MANIFEST_CHECKSUM}: the manifest was edited or damaged; "
-                          "re-export the bundle with `jaxmask export`")
+    if MANIFEST_CHECKSUM in manifest:     # a check the manifest carries is verified, whatever its version
+        if manifest[MANIFEST_CHECKSUM] != manifest_checksum(manifest):
+            raise BundleError(f"{path} does not match its {MANIFEST_CHECKSUM}: the manifest was edited or "
+                              "damaged; re-export the bundle with `jaxmask export`")
+    elif version >= 2:
+        raise BundleError(f"{path} has no {MANIFEST_CHECKSUM}, which format version {version} always carries: "
+                          "the manifest was edited or damaged; re-export the bundle with `jaxmask export`")
+    elif not accept_unverified_manifest:
+        raise BundleError(f"{path} is format version 1, which has no {MANIFEST_CHECKSUM}: an edited field (K, the "
+                          "reveal rule) could not be detected. Re-export it with `jaxmask export` (from its "
+                          f"checkpoint), or pass {UNVERIFIED_MANIFEST_FLAG} to use it at that risk")
     cross_check(manifest, path)
     return manifest
 

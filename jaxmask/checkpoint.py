@@ -42,6 +42,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from jaxmask import metrics as metrics_lib
+from jaxmask.resume import (  # noqa: F401  (re-exported: what a resume may change)
+    MEANING_FIELDS, RUNTIME_FIELDS, IncompatibleCheckpointError, compare_configs, config_dict)
 from jaxmask.export import BundleError, MaskerBundle, export_masker, load_masker  # noqa: F401
 from jaxmask.workdir import (  # noqa: F401  (re-exported: the loop uses checkpoint.StopOnSignal)
     _HELD_LOCKS, LOCK_FILE, StopOnSignal, WorkdirLockedError, lock_workdir, unlock_workdir)
@@ -49,22 +52,17 @@ from jaxmask.workdir import (  # noqa: F401  (re-exported: the loop uses checkpo
 CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("state", "data", "config", "checksums")
 
-# Fields that change the shapes or the structure of the saved state: a
-# checkpoint trained with another value cannot be restored into this model.
-SHAPE_FIELDS = ("image_size", "channels", "num_classes", "masker_widths", "phi_widths",
-                "phi_hidden", "optimizer")
-# Fields expected to differ between a run and its resumption (not reported).
-RUNTIME_FIELDS = ("parallel", "num_devices")
-
-_MISSING = "<absent>"
-
-
-class IncompatibleCheckpointError(ValueError):
-    """The workdir's checkpoint was trained with a model of other shapes."""
-
 
 class DamagedCheckpointError(ValueError):
     """A checkpoint whose contents do not match the checksums saved with it (or cannot be read)."""
+
+
+class UnverifiedCheckpointError(DamagedCheckpointError):
+    """A checkpoint without its checksums: its contents cannot be verified (refused unless accepted by name)."""
+
+
+# The flag of `jaxmask export` and `jaxmask train` that accepts a checkpoint without checksums.
+UNVERIFIED_CHECKPOINT_FLAG = "--accept_unverified_checkpoint"
 
 
 def leaf_checksums(state, like=None) -> dict[str, str]:
@@ -99,45 +97,6 @@ def check_finite_state(state, step: int) -> None:
                 "Lower the learning rates, or use float32 if config.dtype is bfloat16.")
 
 
-def config_dict(config) -> dict[str, Any]:
-    """A ConfigDict (or dict) as plain JSON types: tuples become lists."""
-    if isinstance(config, dict):
-        return json.loads(json.dumps(config))
-    return json.loads(config.to_json_best_effort())
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def compare_configs(saved: dict, current: dict, where: str) -> dict[str, tuple[Any, Any]]:
-    """The fields ``current`` changes, as {dotted name: (saved, current)}.
-
-    Raises IncompatibleCheckpointError, naming the field, when one of
-    ``SHAPE_FIELDS`` differs (the saved arrays would not fit the model).
-    """
-    saved_flat, current_flat = _flatten(config_dict(saved)), _flatten(config_dict(current))
-    changed = {}
-    for name in sorted(set(saved_flat) | set(current_flat)):
-        before, after = saved_flat.get(name, _MISSING), current_flat.get(name, _MISSING)
-        if before != after and name not in RUNTIME_FIELDS:
-            changed[name] = (before, after)
-    for name in SHAPE_FIELDS:
-        if name in changed:
-            before, after = changed[name]
-            raise IncompatibleCheckpointError(
-                f"{where} was trained with {name}={before}, but this config has {name}={after}: "
-                f"{name} changes the shapes of the saved state, so the run cannot resume. "
-                f"Use a new --workdir, or --config.{name}={before} to continue it.")
-    return changed
-
-
 def rewind_metrics(path: str, step: int) -> int:
     """Drops the records of ``path`` (metrics.jsonl) logged after round ``step``; returns how many.
 
@@ -146,14 +105,15 @@ def rewind_metrics(path: str, step: int) -> int:
     """
     if jax.process_index() != 0 or not os.path.exists(path):
         return 0
-    with open(path) as f:
-        lines = [line for line in f if line.strip()]
-    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
-    if len(kept) != len(lines):
+    with open(path, "rb") as f:
+        complete = f.read().endswith(b"\n")
+    records = metrics_lib.read_records(path)     # a torn last line: dropped, with a warning
+    kept = [record for record in records if record.get("step", 0) <= step]
+    if len(kept) != len(records) or not complete:
         with open(path + ".tmp", "w") as f:
-            f.writelines(kept)
+            f.writelines(json.dumps(record) + "\n" for record in kept)
         os.replace(path + ".tmp", path)
-    return len(lines) - len(kept)
+    return len(records) - len(kept)
 
 
 class _OrbaxInfoFilter:
@@ -199,15 +159,24 @@ class TrainCheckpoints:
         nothing is created, saved, or cleaned up.
     """
 
-    def __init__(self, workdir: str, config=None, *, read_only: bool = False):
+    def __init__(self, workdir: str, config=None, *, read_only: bool = False,
+                 accept_unverified: bool = False):
         _quiet_orbax()
-        self.config, self.read_only = config, read_only
+        self.config, self.read_only, self.accept_unverified = config, read_only, accept_unverified
         self._template = None       # state_template(config), made at the first save
         self.workdir = os.path.abspath(workdir)
         self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
         if not read_only:
             os.makedirs(self.workdir, exist_ok=True)
             lock_workdir(self.workdir)
+        try:
+            self._open(config, read_only)
+        except BaseException:
+            if not read_only:
+                unlock_workdir(self.workdir)
+            raise
+
+    def _open(self, config, read_only: bool) -> None:
         if read_only and not os.path.isdir(self.directory):
             raise FileNotFoundError(f"{self.workdir} has no checkpoints: expected {self.directory}/<step>/ "
                                     "(written by `jaxmask train --workdir`)")
@@ -265,12 +234,22 @@ class TrainCheckpoints:
             raise self._damaged(step, f"{type(error).__name__}: {str(error).splitlines()[0][:200]}") from None
 
     def _checksums(self, step: int) -> dict[str, Any] | None:
-        """The checksums saved with ``step``, or None for a checkpoint of an older jaxmask."""
+        """The checksums saved with ``step``; None only for a checkpoint without them that the caller
+        accepted (``accept_unverified``), else UnverifiedCheckpointError."""
         if not os.path.isdir(os.path.join(self._where(step), "checksums")):
-            logging.warning("%s has no checksums (written by an older jaxmask): its contents cannot be "
-                            "verified", self._where(step))
+            if not self.accept_unverified:
+                raise UnverifiedCheckpointError(
+                    f"the checkpoint {self._where(step)} has no checksums/ (deleted, or written by a jaxmask "
+                    "before checksums): its contents cannot be verified, so it is not used. Pass "
+                    f"{UNVERIFIED_CHECKPOINT_FLAG} to use it at that risk (it is still checked for NaN/inf)")
+            logging.warning("%s has no checksums: its contents cannot be verified (used because %s was "
+                            "passed)", self._where(step), UNVERIFIED_CHECKPOINT_FLAG)
             return None
-        return self._restore_items(step, checksums=ocp.args.JsonRestore())["checksums"]
+        sums = self._restore_items(step, checksums=ocp.args.JsonRestore())["checksums"]
+        if not isinstance(sums, dict) or not isinstance(sums.get("state"), dict) or \
+                not isinstance(sums.get("config"), str):
+            raise self._damaged(step, "its checksums/ item does not hold a table of the state and the config")
+        return sums
 
     def restore_config(self, step: int | None = None) -> dict[str, Any]:
         """The config saved with checkpoint ``step`` (default: the latest), as a dict; verified."""
@@ -294,10 +273,13 @@ class TrainCheckpoints:
         state = jax.tree.map(np.asarray, state)
         sums = self._checksums(step)
         if sums is not None:
-            saved = sums.get("state", {})
-            for name, digest in leaf_checksums(state).items():
+            saved, restored = sums["state"], leaf_checksums(state)
+            for name, digest in restored.items():
                 if saved.get(name) != digest:
                     raise self._damaged(step, f"{name} does not match the checksum saved with it")
+            if set(saved) != set(restored):     # every check it carries: none may go unused
+                raise self._damaged(step, f"its checksums name leaves the state does not have: "
+                                          f"{sorted(set(saved) - set(restored))[:3]}")
         try:
             check_finite_state(state, step)
         except FloatingPointError as error:
@@ -395,14 +377,18 @@ class TrainCheckpoints:
                 unlock_workdir(self.workdir)
 
 
-def state_template(config) -> Any:
-    """A zero single-copy TrainState of ``config``'s shapes (no compilation, no devices)."""
+def abstract_state(config) -> Any:
+    """The single-copy TrainState of ``config`` as ShapeDtypeStructs (jax.eval_shape: nothing compiles)."""
     from jaxmask import state as state_lib
     config = _as_config(config)
     method = state_lib.build_method(config)
     shape = (config.image_size, config.image_size, config.channels)
-    abstract = jax.eval_shape(lambda: state_lib.create_train_state(method, jax.random.key(0), shape))
-    return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract)
+    return jax.eval_shape(lambda: state_lib.create_train_state(method, jax.random.key(0), shape))
+
+
+def state_template(config) -> Any:
+    """A zero single-copy TrainState of ``config``'s shapes (no compilation, no devices)."""
+    return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract_state(config))
 
 
 def _as_config(config):
@@ -412,9 +398,12 @@ def _as_config(config):
     return config
 
 
-def restore_for_export(workdir: str, step: int | None = None):
-    """(single-copy state, config ConfigDict, step) of ``workdir``'s checkpoint (default: latest)."""
-    with TrainCheckpoints(workdir, read_only=True) as checkpoints:
+def restore_for_export(workdir: str, step: int | None = None, *, accept_unverified: bool = False):
+    """(single-copy state, config ConfigDict, step) of ``workdir``'s checkpoint (default: latest).
+
+    ``accept_unverified``: also use a checkpoint without checksums (else UnverifiedCheckpointError).
+    """
+    with TrainCheckpoints(workdir, read_only=True, accept_unverified=accept_unverified) as checkpoints:
         step = checkpoints._step_or_latest(step)
         config = _as_config(checkpoints.restore_config(step))
         return checkpoints.restore(state_template(config), step), config, step
@@ -422,15 +411,8 @@ def restore_for_export(workdir: str, step: int | None = None):
 
 def last_validation_metrics(workdir: str, step: int | None = None) -> dict[str, Any] | None:
     """The last 'validation' record of ``workdir/metrics.jsonl`` (at or before ``step``), or None."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return None
     found = None
-    with open(path) as f:
-        for line in f:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if record.get("split") == "validation" and (step is None or record.get("step", 0) <= step):
-                found = record
+    for record in metrics_lib.read_records(os.path.join(workdir, "metrics.jsonl")):
+        if record.get("split") == "validation" and (step is None or record.get("step", 0) <= step):
+            found = record
     return found

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
+import signal
 import sys
+import threading
 
 COMMANDS = {
     "run": "train → export → evaluate → report on an experiment (default: SynthFaces hair)",
@@ -41,6 +44,18 @@ def main(argv: list[str] | None = None) -> None:
     if name not in COMMANDS:
         print(f"jaxmask: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
+    # From here on a SIGTERM ends in one line (_stoppable), imports included; not for `train`:
+    # a multi-process training keeps SIGTERM's default (its preemption is coordinated by JAX),
+    # a single-process one installs its own (StopOnSignal, a checkpoint first).
+    if name != "train" and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_stopped)
+    try:
+        _run(name, argv)
+    except (KeyboardInterrupt, Stopped) as stop:     # before the command's own main started
+        _stopped(name, stop, "nothing was written")
+
+
+def _run(name: str, argv: list[str]) -> None:
     from jaxmask import platform
     platform.configure_xla_defaults()   # before any JAX backend starts; see jaxmask/platform.py
     from absl import app, flags
@@ -65,8 +80,43 @@ def main(argv: list[str] | None = None) -> None:
         if module_name.startswith("jaxmask.commands"):
             for flag in defined:
                 flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(command_main, argv=[f"jaxmask {name}", *argv[2:]],
+    app.run(_stoppable(name, command, command_main), argv=[f"jaxmask {name}", *argv[2:]],
             flags_parser=lambda args: parse_flags(name, args))
+
+
+class Stopped(BaseException):
+    """SIGTERM arrived (raised in the main thread, so ``finally`` blocks clean up as for Ctrl-C)."""
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def _stoppable(name: str, command, command_main=None):
+    """``command_main`` (default ``command.main``), ended by Ctrl-C or SIGTERM with one line and 128 +
+    the signal number.
+
+    Commands clean up in ``finally``/``except BaseException`` (temporary files
+    and folders, locks) as the exception unwinds; ``command.STOPPED`` says what
+    the stop leaves. ``train`` handles SIGTERM itself (a checkpoint first:
+    jaxmask/workdir.py StopOnSignal); a second Ctrl-C ends here.
+    """
+    def main(argv):
+        try:
+            return (command_main or command.main)(argv)
+        except (KeyboardInterrupt, Stopped) as stop:
+            _stopped(name, stop, getattr(command, "STOPPED", "nothing half-written is left; run the same "
+                                                             "command again"))
+    return main
+
+
+def _stopped(name: str, stop: BaseException, hint: str) -> None:
+    """One line, and exit 128 + the signal number."""
+    if isinstance(stop, Stopped):
+        print(f"jaxmask {name}: stopped by {stop.args[0]}: {hint}", file=sys.stderr)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    print(f"\njaxmask {name}: interrupted (Ctrl-C): {hint}", file=sys.stderr)
+    raise SystemExit(128 + signal.SIGINT) from None
 
 
 def _one_line(error: BaseException) -> str:
@@ -99,11 +149,23 @@ def parse_flags(name: str, args: list[str]) -> list[str]:
     """
     from absl import flags
     FLAGS = flags.FLAGS
+    # "Off" is spelled None (jaxmask/validation.py), which ml_collections cannot parse for a typed
+    # field: `--config.x=None` / `--eval.x=None` are set after parsing instead.
+    nulls = [arg for arg in args if re.fullmatch(r"--(config|eval)\.[\w.]+=None", arg)]
+    args = [arg for arg in args if arg not in nulls]
     try:
         remaining = FLAGS(args)
         for flag_name in ("config", "eval"):
             if flag_name in FLAGS and FLAGS[flag_name].value is not None:
                 FLAGS[flag_name].value.keys()    # a config file is loaded lazily: load it now
+        for arg in nulls:
+            root, *parents, leaf = arg[2:].split("=", 1)[0].split(".")
+            node = FLAGS[root].value
+            for parent in parents:
+                node = node[parent]
+            if leaf not in node:
+                raise KeyError(f"{arg.split('=')[0][2 + len(root) + 1:]}")
+            node[leaf] = None
     except flags.Error as error:
         print(f"jaxmask {name}: error: {_one_line(error)}\n(jaxmask {name} --help lists the flags)",
               file=sys.stderr)

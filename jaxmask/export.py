@@ -128,8 +128,19 @@ def _replaceable(path: str) -> bool:
         return False
 
 
+def _remove_leftovers(parent: str, name: str) -> list[str]:
+    """Temporary folders a killed export of ``name`` left in ``parent`` (its lock held: none is live)."""
+    removed = []
+    for entry in os.listdir(parent):
+        if entry.startswith(f".{name}.tmp-") and os.path.isdir(os.path.join(parent, entry)) \
+                and not os.path.islink(os.path.join(parent, entry)):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
 def export_masker(state, config, out_dir: str, *, step: int, metrics: dict | None = None,
-                  with_classifier: bool = False) -> str:
+                  with_classifier: bool = False, overwrite: bool = False) -> str:
     """Writes the masker bundle of ``state`` to ``out_dir``; returns its absolute path.
 
     Args:
@@ -138,9 +149,10 @@ def export_masker(state, config, out_dir: str, *, step: int, metrics: dict | Non
         Only the masker's params and batch stats are written (and Φ's with
         ``with_classifier``); never the optimiser state.
       config: the training config (ConfigDict or dict).
-      out_dir: the bundle directory. An existing bundle there is replaced (the
-        new one is written beside it and renamed into place); any other
-        existing path is refused.
+      out_dir: the bundle directory: new or an empty folder; an existing
+        bundle there only with ``overwrite`` (the new one is written beside it
+        and renamed into place); any other existing path is refused. One
+        export at a time: ``.<name>.jaxmask.lock`` beside it (jaxmask/workdir.py).
       step: the training round the state comes from.
       metrics: validation metrics to record (e.g. the last 'validation' record).
       with_classifier: include Φ (for evaluating with the trained classifier).
@@ -150,10 +162,27 @@ def export_masker(state, config, out_dir: str, *, step: int, metrics: dict | Non
     out_dir = os.path.abspath(os.fspath(out_dir))
     if jax.process_index() != 0:
         return out_dir
+    from absl import logging
+    from jaxmask import workdir      # not at the top: only writing a bundle needs the lock
+    parent, name = os.path.split(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    with workdir.OutputLock(os.path.join(parent, f".{name}.jaxmask.lock"), f"--out {out_dir}", "jaxmask export",
+                            "wait for it to finish, or pass another --out"):
+        for entry in _remove_leftovers(parent, name):
+            logging.warning("removed %s, the temporary folder of an export that was stopped", entry)
+        return _export_locked(state, config, out_dir, step=step, metrics=metrics,
+                              with_classifier=with_classifier, overwrite=overwrite)
+
+
+def _export_locked(state, config, out_dir: str, *, step: int, metrics: dict | None, with_classifier: bool,
+                   overwrite: bool) -> str:
     if os.path.lexists(out_dir) and not _replaceable(out_dir):
         raise BundleError(f"{out_dir} exists and is not an empty folder or a masker bundle holding only its "
                           "own files: refusing to replace it (files jaxmask did not write are never "
                           "deleted); pass a new --out")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise BundleError(f"{out_dir} already holds a masker bundle (one this export did not write): pass "
+                          "--overwrite to replace it, or a new --out")
     get = functools.partial(_config_value, config)
     size, channels = int(get("image_size")), int(get("channels"))
     values, fraction = get("mask_values"), float(get("topk_fraction"))
@@ -161,7 +190,6 @@ def export_masker(state, config, out_dir: str, *, step: int, metrics: dict | Non
     if not with_classifier:
         model["classifier"] = None
     parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
     try:
         os.chmod(tmp, 0o755)
@@ -194,7 +222,7 @@ def export_masker(state, config, out_dir: str, *, step: int, metrics: dict | Non
             json.dump(manifest, f, indent=2)
             f.write("\n")
         if os.path.lexists(out_dir):
-            old = tmp + ".old"
+            old = tmp + ".old"       # `.<name>.tmp-…`: removed by the next export if this one is killed
             os.rename(out_dir, old)
             os.rename(tmp, out_dir)
             shutil.rmtree(old)
@@ -302,14 +330,20 @@ class MaskerBundle:
                 f"values={self.values!r}, classifier={self.classifier is not None})")
 
 
-def load_masker(path) -> MaskerBundle:
+def load_masker(path, *, accept_unverified_manifest: bool = False) -> MaskerBundle:
     """Loads the masker bundle at ``path`` (written by ``export_masker`` / ``jaxmask export``).
 
     Raises BundleError naming the file for a missing, truncated or modified
     file, and listing the versions understood for an unknown format version.
+    ``accept_unverified_manifest``: also load a format-version-1 bundle, whose
+    manifest has no checksum of its own (see jaxmask/bundle_format.py).
     """
     bundle = os.path.abspath(os.fspath(path))
-    manifest = read_manifest(bundle)
+    manifest = read_manifest(bundle, accept_unverified_manifest)
+    if accept_unverified_manifest and MANIFEST_CHECKSUM not in manifest:
+        import warnings
+        warnings.warn(f"{bundle}: format version 1 manifest, used unverified (accepted by the caller)",
+                      stacklevel=2)
     manifest_path = os.path.join(bundle, MANIFEST)
     try:
         files = manifest["files"]

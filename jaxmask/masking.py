@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import re
 import stat
 import sys
 import time
@@ -39,7 +40,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from jaxmask import release
+from jaxmask import release, workdir
 from jaxmask.release import ImageError, model_input, nearest_indices, upsample_nearest  # noqa: F401
 
 MASK_SUFFIX = ".mask.png"
@@ -59,6 +60,7 @@ class MaskReport:
     written: list[str] = dataclasses.field(default_factory=list)
     kept: list[str] = dataclasses.field(default_factory=list)
     failed: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    cleaned: list[str] = dataclasses.field(default_factory=list)    # an interrupted run's temporary files
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -68,6 +70,9 @@ class MaskReport:
                  f"resolution), values={self.values}, fill={self.fill}"]
         if self.kept:
             lines.append(f"kept {len(self.kept)} existing output(s) (--overwrite replaces them)")
+        if self.cleaned:
+            lines.append(f"removed {len(self.cleaned)} temporary file(s) an interrupted run left: "
+                         + ", ".join(_display(path) for path in self.cleaned[:5]) + (" …" if len(self.cleaned) > 5 else ""))
         if self.failed:
             lines.append(f"failed {len(self.failed)} file(s), skipped:")
             lines += [f"  {_display(path)}: {reason}" for path, reason in self.failed]
@@ -201,6 +206,33 @@ def check_folders(input_dir: str, output_dir: str) -> tuple[str, str]:
     return in_root, out_root
 
 
+# The temporary name of a release being written: this version's (…TEMP_SUFFIX) and the
+# earlier `.<name>.<8 random>.tmp`, which counts only beside an output of that name.
+_OLD_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_leftovers(out_root: str) -> list[str]:
+    """Removes the temporary files of interrupted runs under ``out_root``; their relative paths.
+
+    Called with the output's lock held, so no live writer owns them.
+    """
+    removed = []
+    for directory, folders, names in os.walk(out_root):
+        for name in names:
+            old = _OLD_TEMP.match(name)
+            ours = name.startswith(".") and name.endswith(release.TEMP_SUFFIX)
+            if old and not any(n != name and n.startswith(old["name"]) for n in names):
+                old = None
+            if ours or old:
+                path = os.path.join(directory, name)
+                try:
+                    os.unlink(path)
+                    removed.append(os.path.relpath(path, out_root))
+                except OSError:
+                    pass
+    return sorted(removed)
+
+
 def mask_folder(bundle, input_dir: str, output_dir: str, *, values: str | None = None,
                 topk_fraction: float | None = None, batch_size: int = 32, save_masks: bool = False,
                 overwrite: bool = False, max_pixels: int | None = None, progress: bool = True,
@@ -232,6 +264,21 @@ def mask_folder(bundle, input_dir: str, output_dir: str, *, values: str | None =
                           follow_outside=follow_outside)
     report.failed.extend(skipped)
     os.makedirs(out_root, exist_ok=True)
+    # One writer per output folder: a second `jaxmask mask` into it is refused (jaxmask/workdir.py).
+    with workdir.lock_folder(out_root, "jaxmask mask", "--output"):
+        report.cleaned = remove_leftovers(out_root)
+        _mask_files(bundle, report, files, in_root, out_root, output_dir, values=values, fraction=fraction,
+                    batch_size=batch_size, save_masks=save_masks, overwrite=overwrite, max_pixels=max_pixels,
+                    progress=progress, fill=fill, queue_bytes=queue_bytes)
+    report.seconds = time.time() - start
+    return report
+
+
+def _mask_files(bundle, report: MaskReport, files: list[str], in_root: str, out_root: str, output_dir: str, *,
+                values: str, fraction: float, batch_size: int, save_masks: bool, overwrite: bool,
+                max_pixels: int, progress: bool, fill: str, queue_bytes: int) -> None:
+    """The masking itself (``mask_folder`` holds the output's lock): every file written, kept or listed."""
+    size, channels = bundle.image_size, bundle.channels
     counter = Progress(len(files), progress)
     pending: list[list] = []     # [rel, pixels or None, mode, format, out path, model input]
     queued = 0
@@ -247,12 +294,13 @@ def mask_folder(bundle, input_dir: str, output_dir: str, *, values: str | None =
         for (rel, pixels, mode, fmt, out_path, _), small in zip(pending, scores):
             try:
                 if pixels is None:    # not queued (memory): decode again
-                    pixels, mode, fmt = release.read_image(os.path.join(in_root, rel), max_pixels)
+                    pixels, mode, fmt = release.read_image(os.path.join(in_root, rel), max_pixels, fill)
                 height, width = pixels.shape[:2]
                 keep = release.reveal(small, height, width, release.revealed_count(fraction, height, width),
                                       bundle.cap_threshold)
                 soft = upsample_nearest(small, height, width) if values == "soft" else None
-                release.save_image(out_path, release.released_pixels(pixels, mode, keep, fill, soft), fmt, fill)
+                release.save_image(out_path, release.released_pixels(pixels, mode, keep, fill, soft), fmt, fill,
+                                   mode)
                 if save_masks:
                     applied = keep if soft is None else soft * keep
                     mask_png = Image.fromarray(np.rint(applied * 255).astype(np.uint8))
@@ -291,7 +339,7 @@ def mask_folder(bundle, input_dir: str, output_dir: str, *, values: str | None =
             counter.update()
             continue
         try:
-            pixels, mode, fmt = release.read_image(os.path.join(in_root, rel), max_pixels)
+            pixels, mode, fmt = release.read_image(os.path.join(in_root, rel), max_pixels, fill)
             small = model_input(pixels, mode, size, channels)
             os.makedirs(parent, exist_ok=True)
         except ImageError as error:
@@ -311,5 +359,3 @@ def mask_folder(bundle, input_dir: str, output_dir: str, *, values: str | None =
         if len(pending) == batch_size:
             flush()
     flush()
-    report.seconds = time.time() - start
-    return report

@@ -74,6 +74,37 @@ class MetricsWriter:
         self.close()
 
 
+def read_records(path: str) -> list[dict]:
+    """The records of a metrics.jsonl, in order ([] if it does not exist).
+
+    A crash mid-write leaves a torn last line (no newline, not JSON): it is
+    dropped with a warning naming the file. Any other line that is not a JSON
+    object is corruption: ValueError naming the file and the line.
+    """
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    records = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+            if not isinstance(record, dict):
+                raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        except ValueError as error:      # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            if number == len(lines):     # the last line, without its newline: a write cut short
+                from absl import logging
+                logging.warning("%s: line %d is incomplete (a run stopped while writing it): ignored",
+                                path, number)
+                break
+            raise ValueError(f"{path}:{number} is not a metrics record ({error}): the file is damaged; "
+                             f"delete that line (or the file: it is only the log) and run again") from None
+        records.append(record)
+    return records
+
+
 class PhaseTimer:
     """Wall time per phase since the last ``reset``; ``fractions()`` for the log record.
 

@@ -15,8 +15,19 @@ per-image work, so that the rules of a release live in one place:
 * **Fill.** ``alpha`` (default): an 8-bit PNG with an alpha channel, alpha 0
   on hidden pixels (their colour is 0 too), the original alpha (255 for an
   opaque image) on revealed ones, so "hidden" is never confused with black.
+  Every mode is converted to 8-bit grey or RGB (with alpha) first.
   ``black``: the original format, mode and bit depth, hidden pixels 0 in
-  every channel (alpha included).
+  every channel (alpha included); a palette image keeps its palette, hidden
+  pixels get the index of black (appended if the palette has room). Kept
+  only where that is true: the modes in which all-zero is black
+  (``BLACK_FILL_MODES``) and palettes, a file whose samples
+  Pillow decodes at full depth, and a writer that stores the mode (each
+  output's header is read back before it replaces anything); any other image
+  is listed with the reason (the alpha fill releases it).
+* **Refused by name** (a listed skip, both fills): several frames (GIF, APNG,
+  TIFF, WebP, MPO: a release of one frame would drop the others), NaN/inf,
+  float values outside 0–1 and integer values outside 0–65535 (the scales
+  jaxmask reads them in).
 * **Memory.** Peak memory per image is about 12 bytes per pixel of that image
   (its pixels, the 1-byte reveal, the output and Pillow's copy while
   encoding): at most ~1.1 GB at Pillow's decompression limit (89.5 Mpx);
@@ -28,6 +39,7 @@ per-image work, so that the rules of a release live in one place:
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import warnings
 from typing import Callable
@@ -36,11 +48,19 @@ import numpy as np
 from PIL import Image, ImageOps
 
 FILLS = ("alpha", "black")
+TEMP_SUFFIX = ".jaxmask-tmp"      # a release being written (write_atomically)
 # Modes converted before masking: multiplying palette indices or ink
 # amounts by a mask is meaningless, so they become RGB(A) / grey first.
 _CONVERT = {"1": "L", "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "CMYK": "RGB", "YCbCr": "RGB",
             "LAB": "RGB", "HSV": "RGB"}
 _KEEP = ("L", "LA", "RGB", "RGBA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+# --fill black keeps the input's mode: only where a pixel of zeros is black
+# (not palette index 0, CMYK's white, YCbCr's green) and numpy holds it as is.
+BLACK_FILL_MODES = ("1", "L", "LA", "RGB", "RGBA", "I", "I;16", "I;16L", "I;16B", "F")
+# Bits per sample of each decoded mode (8 for the rest): a file with more is decoded with a loss.
+_MODE_BITS = {"1": 1, "I": 32, "F": 32, "I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16}
+_SAME_MODE = {"I;16L": "I;16"}     # two names of one layout (little-endian 16-bit)
+_WIDE_INT_MAX = 65535      # integer images of more than 8 bits are read as 16-bit (unit_scale)
 # Encoder options: JPEG at high quality without chroma subsampling, so the
 # black hidden region does not bleed into the revealed pixels.
 _SAVE_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 95, "subsampling": 0},
@@ -49,6 +69,34 @@ _SAVE_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 9
 
 class ImageError(Exception):
     """A file that cannot be masked; the message is the reason listed in the report."""
+
+
+class Palette(str):
+    """The mode "P" of a palette image kept as indices (--fill black): its colours and the index of black.
+
+    Compares equal to "P". ``colours``: uint8 (n, 3); ``black``: the index hidden pixels get (black is
+    appended when the palette has none and room for it); ``transparency``: the image's transparent index.
+    """
+
+    def __new__(cls, image: Image.Image):
+        self = super().__new__(cls, "P")
+        self.colours = np.asarray(image.getpalette() or [], np.uint8).reshape(-1, 3)
+        self.transparency = image.info.get("transparency")
+        black = np.flatnonzero((self.colours == 0).all(-1))
+        if len(black):
+            self.black = int(black[0])
+        elif len(self.colours) < 256:
+            self.colours = np.concatenate([self.colours, np.zeros((1, 3), np.uint8)])
+            self.black = len(self.colours) - 1
+        else:
+            raise ImageError("a 256-colour palette without black: --fill black has no index for hidden pixels; "
+                             "the default alpha fill releases it (8-bit PNG)")
+        return self
+
+    def rgb(self, indices: np.ndarray) -> np.ndarray:
+        lookup = np.zeros((256, 3), np.uint8)
+        lookup[:len(self.colours)] = self.colours
+        return lookup[indices]
 
 
 def output_name(relative: str, fill: str) -> str:
@@ -60,10 +108,24 @@ def output_name(relative: str, fill: str) -> str:
 
 # ---- Reading ----------------------------------------------------------------------------
 
-def read_image(path: str, max_pixels: int) -> tuple[np.ndarray, str, str]:
+def _file_bits(image: Image.Image) -> int | None:
+    """The widest sample the file stores, from the raw modes of its tiles (e.g. 'RGB;16B' → 16), or None."""
+    bits = []
+    for tile in image.tile:
+        args = tile.args if hasattr(tile, "args") else tile[3]
+        for arg in args if isinstance(args, tuple) else (args,):
+            if isinstance(arg, str):
+                bits += [int(b) for b in re.findall(r";(\d+)", arg)]
+    return max(bits, default=None)
+
+
+def read_image(path: str, max_pixels: int, fill: str = "alpha") -> tuple[np.ndarray, str, str]:
     """(pixels (H, W) or (H, W, C) in the image's own dtype, mode, format) of an image file.
 
-    Multi-frame files (GIF, TIFF, APNG): the first frame only, as Pillow opens them.
+    ImageError (the listed reason) for an image that cannot be released
+    faithfully (module doc, "Refused by name"): several frames, NaN/inf,
+    values outside the scale of their type; with ``fill="black"``, also a mode
+    that fill cannot keep and samples Pillow decodes at less than their depth.
     """
     try:
         with warnings.catch_warnings():
@@ -74,19 +136,38 @@ def read_image(path: str, max_pixels: int) -> tuple[np.ndarray, str, str]:
                 if width * height > max_pixels:
                     raise ImageError(f"{width}x{height} = {width * height} pixels is over the limit of "
                                      f"{max_pixels} (decompression bomb guard; --max_pixels)")
+                frames = getattr(image, "n_frames", 1)
+                if frames > 1:
+                    raise ImageError(f"{fmt} with {frames} frames: jaxmask masks single images, and releasing "
+                                     f"the first frame would drop {frames - 1}; save each frame as its own "
+                                     "file to mask them")
+                bits = _file_bits(image)
+                if fill == "black" and bits and bits > _MODE_BITS.get(image.mode, 8):
+                    raise ImageError(f"{fmt} with {bits}-bit samples, which Pillow decodes to "
+                                     f"{_MODE_BITS.get(image.mode, 8)} bits (mode {image.mode}): --fill black "
+                                     "would not keep the bit depth; the default alpha fill releases it as "
+                                     "an 8-bit PNG")
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 mode = image.mode
-                if mode == "P":
+                if fill == "black" and mode == "P" and isinstance(image.info.get("transparency", 0), int):
+                    mode = Palette(image)        # indices kept; hidden pixels get the index of black
+                elif fill == "black":
+                    if mode not in BLACK_FILL_MODES:
+                        raise ImageError(f"mode {mode}: --fill black keeps each image's mode, and in mode "
+                                         f"{mode} hidden pixels cannot be black (0) with the mode kept; the "
+                                         "default alpha fill releases it (8-bit PNG)")
+                elif mode == "P":
                     mode = "RGBA" if "transparency" in image.info else "RGB"
                 else:
                     mode = _CONVERT.get(mode, mode)
-                if mode not in _KEEP:
+                if mode not in _KEEP and mode not in BLACK_FILL_MODES and mode != "P":
                     mode = "RGB"
                 if mode != image.mode:
                     image = image.convert(mode)
                 pixels = np.array(image)
                 del image    # Pillow's own copy: not kept beside the array
+        check_values(pixels, mode)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -101,6 +182,24 @@ def read_image(path: str, max_pixels: int) -> tuple[np.ndarray, str, str]:
     if pixels.size == 0:
         raise ImageError("image has no pixels")
     return pixels, mode, fmt
+
+
+def check_values(pixels: np.ndarray, mode: str) -> None:
+    """ImageError unless every value lies on the scale jaxmask reads its type in (module doc)."""
+    if pixels.dtype.kind == "f":
+        finite = np.isfinite(pixels)
+        if not finite.all():
+            raise ImageError(f"{int(finite.size - finite.sum())} NaN/inf pixel value(s) (mode {mode}): the masker "
+                             "cannot score them; replace them first")
+        low, high = float(pixels.min()), float(pixels.max())
+        if low < 0 or high > 1:
+            raise ImageError(f"float pixel values span [{low:g}, {high:g}] (mode {mode}); jaxmask reads float "
+                             "images as 0–1: rescale to 0–1 (or save as 8/16-bit) first")
+    elif pixels.dtype.kind in "iu" and pixels.dtype.itemsize > 2:
+        low, high = int(pixels.min()), int(pixels.max())
+        if low < 0 or high > _WIDE_INT_MAX:
+            raise ImageError(f"integer pixel values span [{low}, {high}] (mode {mode}); jaxmask reads integer "
+                             f"images of more than 8 bits as 0–{_WIDE_INT_MAX}: rescale or save as 16-bit first")
 
 
 def split_alpha(pixels: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -139,6 +238,8 @@ def _resized_channel(channel: np.ndarray, size: int) -> np.ndarray:
 
 def model_input(pixels: np.ndarray, mode: str, size: int, channels: int) -> np.ndarray:
     """The image as float32 (size, size, channels) in [0, 1]: whole-image bilinear resize."""
+    if isinstance(mode, Palette):
+        pixels, mode = mode.rgb(pixels), "RGB"
     colour, _ = split_alpha(pixels, mode)
     unit = np.stack([_resized_channel(colour[..., c], size) for c in range(colour.shape[-1])], axis=-1)
     unit = np.clip(unit / unit_scale(colour), 0.0, 1.0)
@@ -220,6 +321,13 @@ def released_pixels(pixels: np.ndarray, mode: str, keep: np.ndarray, fill: str,
     ``alpha``: uint8 (H, W, C+1), alpha 0 where hidden; ``black``: the input's shape and dtype.
     Built in place in the output array: no temporary of the image's size.
     """
+    if isinstance(mode, Palette):
+        if soft is not None:
+            raise ImageError("soft values scale colours, which a palette image cannot hold: --fill black keeps "
+                             "its palette; use the default alpha fill, or binary values")
+        out = np.full(pixels.shape, mode.black, np.uint8)
+        np.copyto(out, pixels, where=keep)            # exact: the original indices
+        return out
     colour, alpha = split_alpha(pixels, mode)
     if fill == "alpha":
         colour = _to_uint8(colour)
@@ -249,7 +357,8 @@ def write_atomically(path: str, save: Callable[[str], None]) -> None:
     """
     directory, name = os.path.split(path)
     # A short prefix: the name itself may already be near the 255-byte limit of a file name.
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.fsencode(name)[:64].decode(errors='ignore')}.", suffix=".tmp",
+    # The suffix marks it as jaxmask's: a run killed mid-write leaves it, and the next run removes it.
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.fsencode(name)[:64].decode(errors='ignore')}.", suffix=TEMP_SUFFIX,
                                dir=directory)
     os.close(fd)
     try:
@@ -262,10 +371,27 @@ def write_atomically(path: str, save: Callable[[str], None]) -> None:
         raise
 
 
-def save_image(path: str, array: np.ndarray, fmt: str | None, fill: str) -> None:
+def save_image(path: str, array: np.ndarray, fmt: str | None, fill: str, mode: str | None = None) -> None:
+    """Writes the release; with the black fill, refuses (ImageError) a writer that would not keep ``mode``."""
     if fill == "alpha":
         fmt = "PNG"
     if fmt is None:
         raise ImageError("unknown format")
-    image = Image.fromarray(array)     # the mode follows from the shape and dtype
-    write_atomically(path, lambda tmp: image.save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt, {})))
+    options = dict(_SAVE_OPTIONS.get(fmt, {}))
+    if isinstance(mode, Palette):
+        image = Image.frombytes("P", array.shape[::-1], np.ascontiguousarray(array).tobytes())
+        image.putpalette(mode.colours.ravel().tolist())
+        if mode.transparency is not None:
+            options["transparency"] = mode.transparency
+    else:
+        image = Image.fromarray(array)     # the mode follows from the shape and dtype
+
+    def save(tmp: str) -> None:
+        image.save(tmp, format=fmt, **options)
+        if fill == "black" and mode is not None:
+            with Image.open(tmp) as back:      # the header only: the mode and size the file holds
+                if _SAME_MODE.get(back.mode, back.mode) != _SAME_MODE.get(mode, mode) or back.size != image.size:
+                    raise ImageError(f"{fmt} stores this mode-{mode} image as mode {back.mode}: --fill black "
+                                     "would not keep the input's mode and bit depth; the default alpha fill "
+                                     "releases it (8-bit PNG)")
+    write_atomically(path, save)

@@ -137,6 +137,7 @@ class Selector:
         record["selected"] = float(self.best is None or record["selection_score"] > self.best)
         if record["selected"]:
             self.best = record["selection_score"]
+            # The workdir's own bundle, replaced by each better checkpoint of this training.
             export.export_masker(state, config, self.path, step=step,
-                                 metrics={**eval_metrics, **record, "step": step})
+                                 metrics={**eval_metrics, **record, "step": step}, overwrite=True)
         return record

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxmask import topk
+from jaxmask import topk, validation
 from jaxmask.models import Classifier, Masker
 
 
@@ -88,7 +88,7 @@ class Method:
     adversary_exit_accuracy: float | None = None   # skip the rest once every member reaches it (None: never)
     adversary_plateau: float | None = None   # skip the rest once held-out accuracy rises less than this
     judge_jitter: int = 0                  # judges read their inputs shifted by up to this (pixels) and flipped
-    reinit_every: int = 0                  # rounds between re-initialising one member per ensemble (0 = never)
+    reinit_every: int | None = None        # rounds between re-initialising one member per ensemble (None = never)
     pattern_weight: float = 0.0
     seed: int = 0
 
@@ -118,8 +118,7 @@ def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformat
     raise ValueError(f"config.optimizer={name!r}: expected 'adam' or 'sgd'")
 
 
-REVEAL_MODES = ("exact", "cap")
-JUDGE_OBJECTIVES = ("uniform", "excess")
+REVEAL_MODES = validation.REVEAL_MODES
 
 
 def _adversaries(config, dtype, axis_name, widths_list, num_classes) -> tuple[Classifier, ...]:
@@ -129,39 +128,18 @@ def _adversaries(config, dtype, axis_name, widths_list, num_classes) -> tuple[Cl
 
 def build_method(config, axis_name: str | None = None) -> Method:
     """Builds the ``Method`` a config describes (see configs/synth_hair.py for the fields)."""
+    validation.check_method_config(config)     # every rule of the game's fields lives in validation.py
     dtype = compute_dtype(config.dtype)
     size = config.image_size
-    if config.predictor_steps < 1 or config.obfuscator_steps < 0:
-        raise ValueError(
-            f"predictor_steps={config.predictor_steps}, obfuscator_steps={config.obfuscator_steps}: "
-            "a round needs predictor_steps ≥ 1 and obfuscator_steps ≥ 0 (0 = non-adversarial)")
     k = topk.num_revealed(config.topk_fraction, size, size)
-    topk.check_arguments((1, size, size, 1), jnp.float32, k, config.mask_values, config.mask_gradient)
     adversary = config.adversary
     from jaxmask.games import GAMES   # the table of games (games imports this module)
-    if config.game not in GAMES:
-        raise ValueError(f"config.game={config.game!r}: expected one of {tuple(GAMES)}")
-    section = getattr(config, "minimal", None)
-    if section is not None and getattr(section, "judge_objective", "uniform") not in JUDGE_OBJECTIVES:
-        raise ValueError(f"config.minimal.judge_objective={section.judge_objective!r}: expected one of "
-                         f"{JUDGE_OBJECTIVES}")
-    needed = GAMES[config.game].reveal
-    if needed is not None and config.reveal != needed:
-        raise ValueError(f"config.game={config.game!r} needs config.reveal={needed!r} "
-                         f"(got {config.reveal!r}): pass --config.reveal={needed}")
-    if config.reveal not in REVEAL_MODES:
-        raise ValueError(f"config.reveal={config.reveal!r}: expected one of {REVEAL_MODES}")
-    if config.reveal == "cap" and config.mask_values != "binary":
-        raise ValueError("config.reveal='cap' needs mask_values='binary' (a capped reveal is a 0/1 mask)")
     beyond_paper = GAMES[config.game].adversaries
     adversarial = config.obfuscator_steps > 0
     complement = (_adversaries(config, dtype, axis_name, adversary.complement_widths, config.num_classes)
                   if beyond_paper and adversarial else ())
     pattern = (_adversaries(config, dtype, axis_name, adversary.pattern_widths, config.num_classes)
                if beyond_paper and adversarial and adversary.pattern_weight > 0 else ())
-    if (complement or pattern) and adversary.steps < 1:
-        raise ValueError(f"config.adversary.steps={adversary.steps}: the {config.game!r} "
-                         "game trains its adversaries, so it needs ≥ 1 step per round")
     return Method(
         masker=Masker(widths=tuple(config.masker_widths), dtype=dtype, bn_axis_name=axis_name),
         phi=Classifier(num_classes=config.num_classes, widths=tuple(config.phi_widths),
@@ -188,7 +166,7 @@ def build_method(config, axis_name: str | None = None) -> Method:
                                  else float(adversary.exit_accuracy)),
         adversary_plateau=(None if getattr(adversary, "plateau", None) is None else float(adversary.plateau)),
         judge_jitter=int(getattr(adversary, "jitter", 0) or 0),
-        reinit_every=int(adversary.reinit_every or 0),
+        reinit_every=None if adversary.reinit_every is None else int(adversary.reinit_every),
         pattern_weight=float(adversary.pattern_weight),
         seed=int(config.seed),
     )

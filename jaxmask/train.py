@@ -77,22 +77,45 @@ def _train_round(steps: parallel.ParallelSteps, state, batches):
     return steps.train_round(state, batches)
 
 
-def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
-    """Trains the masker and Φ of ``config``; returns the gathered state and last metrics."""
+def _due(step: int, every: int | None) -> bool:
+    """Whether an ``*_every`` interval falls on ``step`` (None: never; the last round always counts elsewhere)."""
+    return every is not None and step % every == 0
+
+
+def _check_split_sizes(config, sources: dict[str, Any]) -> None:
+    """Every split holds at least one batch (checked before anything compiles)."""
+    for split, source in sources.items():
+        if len(source) < config.batch_size:
+            field = f"config.data.num_{split}" if config.dataset == "synth_faces" else f"the {split} split"
+            raise ValueError(f"{field} has {len(source)} examples, fewer than one batch of config.batch_size="
+                             f"{config.batch_size}: use more examples, or a smaller --config.batch_size")
+
+
+def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bool = False) -> dict[str, Any]:
+    """Trains the masker and Φ of ``config``; returns the gathered state and last metrics.
+
+    ``accept_unverified_checkpoint``: resume from a checkpoint without checksums
+    (else refused: jaxmask/checkpoint.py).
+    """
     # ---- Setup: devices, steps, data.
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    # Before anything compiles: a workdir whose checkpoint has other shapes is refused.
-    checkpoints = checkpoint.TrainCheckpoints(workdir, config)
-    image_shape = (config.image_size, config.image_size, config.channels)
+    # Before anything compiles: a workdir whose checkpoint has other shapes or meaning is refused.
+    checkpoints = checkpoint.TrainCheckpoints(workdir, config, accept_unverified=accept_unverified_checkpoint)
+    try:
+        image_shape = (config.image_size, config.image_size, config.channels)
+        train_source = pipeline.get_source(config, "train")
+        validation_source = pipeline.get_source(config, "validation")
+        _check_split_sizes(config, {"train": train_source, "validation": validation_source})
+    except BaseException:
+        checkpoints.close()
+        raise
     steps = parallel.build(config, image_shape)
     logging.info("process %d/%d, %d local / %d global devices (%s), parallel=%s, k=%d of %d pixels",
                  jax.process_index(), jax.process_count(), jax.local_device_count(),
                  len(steps.devices), steps.devices[0].platform, steps.mode, steps.method.k,
                  config.image_size ** 2)
     rounds_batches = config.predictor_steps + config.obfuscator_steps
-    train_source = pipeline.get_source(config, "train")
-    validation_source = pipeline.get_source(config, "validation")
     # Decode this process's shard of each split once: batches are then index
     # gathers, with no per-image work in the loop (jaxmask/data/cache.py).
     train_cache = validation_cache = None
@@ -117,8 +140,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
         from jaxmask import selection
         selector = selection.Selector(config, workdir, steps.method)
     if jax.process_index() == 0:   # one writer: a pod's hosts share the workdir
-        with open(os.path.join(workdir, "config.json"), "w") as f:
+        # After the resume checks: a refused resume leaves the config.json of its checkpoint.
+        path = os.path.join(workdir, "config.json")
+        with open(path + ".tmp", "w") as f:
             f.write(config.to_json_best_effort(indent=2))
+        os.replace(path + ".tmp", path)
 
     # ---- Loop.
     first_round = int(jax.device_get(steps.gather_state(state).step))
@@ -149,8 +175,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                 window, window_rounds = None, 0
                 timer.reset()
             is_last = step == config.num_rounds
-            evaluating = step % config.eval_every == 0 or is_last
-            logging_now = window is not None and (step % config.log_every == 0 or is_last)
+            evaluating = _due(step, config.eval_every) or is_last
+            logging_now = window is not None and (_due(step, config.log_every) or is_last)
             if logging_now:
                 with timer.phase("round"):   # waits for the window's rounds to finish
                     train_metrics = {k: float(v) / window_rounds for k, v in jax.device_get(window).items()}
@@ -169,7 +195,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
                              " ".join(f"{k}={v:.4f}" for k, v in eval_metrics.items()))
             # After the evaluation: a resumed run starts after this round and would skip it.
             stopping = stop.requested or checkpoints.reached_preemption(step)
-            if (config.checkpoint_every > 0 and step % config.checkpoint_every == 0) or is_last or stopping:
+            if _due(step, config.checkpoint_every) or is_last or stopping:
                 with timer.phase("round"):
                     jax.block_until_ready(state)
                 with timer.phase("checkpoint"):

@@ -154,7 +154,9 @@ def test_export_replaces_a_bundle_but_nothing_else(live, tmp_path):
     config, state, _, _ = live
     target = tmp_path / "out"
     export.export_masker(state, config, target, step=1)
-    export.export_masker(state, config, target, step=2)
+    with pytest.raises(export.BundleError, match="--overwrite"):      # issue 18: only when asked to
+        export.export_masker(state, config, target, step=2)
+    export.export_masker(state, config, target, step=2, overwrite=True)
     assert jaxmask.load_masker(target).step == 2
     assert sorted(os.listdir(tmp_path)) == ["out"]          # no temporary leftovers
     (tmp_path / "mine").mkdir()

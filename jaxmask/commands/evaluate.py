@@ -16,6 +16,7 @@ privacy_utility.png to --out. Evaluation settings: ``jaxmask.evaluate.get_config
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -35,7 +36,22 @@ def define_flags() -> None:
     flags.DEFINE_string("out", None, "directory for report.md, metrics.json and the figures", required=True)
     flags.DEFINE_list("k_sweep", None, "K values of the privacy–utility sweep (default: --eval.k_sweep)")
     flags.DEFINE_alias("k-sweep", "k_sweep")
+    flags.DEFINE_bool("overwrite", False, "replace the report files of an earlier evaluation in --out "
+                      "(default: refuse)")
     config_flags.DEFINE_config_dict("eval", evaluate.get_config(), "evaluation settings", lock_config=True)
+
+
+STOPPED = "the report was not written (an earlier one is kept); run the same command again"
+# What write_report writes into --out.
+REPORT_FILES = ("report.md", "metrics.json", "examples.png", "privacy_utility.png")
+
+
+def check_report_folder(out: str, overwrite: bool, flag: str = "--out") -> None:
+    """Refuses (up front) an --out holding report files of an earlier evaluation, unless ``overwrite``."""
+    found = [name for name in REPORT_FILES if os.path.lexists(os.path.join(out, name))]
+    if found and not overwrite:
+        raise ValueError(f"{flag} {out} holds the report of an earlier evaluation ({', '.join(found)}): pass "
+                         f"--overwrite to replace it, or another {flag}")
 
 
 def parse_models(values: list[str]) -> dict[str, str]:
@@ -84,14 +100,19 @@ def run_evaluation(config, model_paths: dict[str, str], out: str, eval_config) -
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import validation
+    from jaxmask import validation, workdir
     eval_config = FLAGS.eval
     try:
-        # Before the evaluation (minutes): an --out that cannot be written would lose its results.
-        validation.check_writable_folder(FLAGS.out, "--out")
+        # Every check that needs no data, before the evaluation (minutes): the settings, the model
+        # names, an --out that cannot be written (it would lose the results) or holds another report.
         if FLAGS.k_sweep:
-            eval_config.k_sweep = tuple(float(k) for k in FLAGS.k_sweep)
-        paths = run_evaluation(FLAGS.config, parse_models(FLAGS.models), FLAGS.out, eval_config)
+            eval_config.k_sweep = validation.parse_k_sweep(FLAGS.k_sweep)
+        models = parse_models(FLAGS.models)
+        validation.check_eval_config(eval_config, FLAGS.config, list(models))
+        validation.check_writable_folder(FLAGS.out, "--out")
+        with workdir.lock_folder(FLAGS.out, "jaxmask evaluate", "--out"):   # one writer per --out
+            check_report_folder(FLAGS.out, FLAGS.overwrite)
+            paths = run_evaluation(FLAGS.config, models, FLAGS.out, eval_config)
     except (OSError, ValueError, ImportError) as error:
         print(f"jaxmask evaluate: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -16,6 +16,8 @@ import sys
 
 from absl import flags
 
+STOPPED = "no bundle was written (an existing one is kept); run the same command again"
+
 
 def define_flags() -> None:
     flags.DEFINE_string("workdir", None, "training directory (holds checkpoints/ and metrics.jsonl)",
@@ -24,7 +26,12 @@ def define_flags() -> None:
                         required=True)
     flags.DEFINE_integer("step", None, "checkpoint step to export (default: the latest)")
     flags.DEFINE_bool("with_classifier", False, "include Φ's params and batch stats")
+    flags.DEFINE_bool("overwrite", False, "replace an existing bundle at --out (default: refuse)")
+    flags.DEFINE_bool("accept_unverified_checkpoint", False,
+                      "export a checkpoint that has no checksums/ (its contents cannot be verified; it is still "
+                      "checked for NaN/inf)")
     flags.DEFINE_alias("with-classifier", "with_classifier")
+    flags.DEFINE_alias("accept-unverified-checkpoint", "accept_unverified_checkpoint")
 
 
 def main(argv) -> None:
@@ -33,10 +40,11 @@ def main(argv) -> None:
     from jaxmask import checkpoint
     FLAGS = flags.FLAGS
     try:
-        state, config, step = checkpoint.restore_for_export(FLAGS.workdir, FLAGS.step)
+        state, config, step = checkpoint.restore_for_export(
+            FLAGS.workdir, FLAGS.step, accept_unverified=FLAGS.accept_unverified_checkpoint)
         metrics = checkpoint.last_validation_metrics(FLAGS.workdir, step)
         path = checkpoint.export_masker(state, config, FLAGS.out, step=step, metrics=metrics,
-                                        with_classifier=FLAGS.with_classifier)
+                                        with_classifier=FLAGS.with_classifier, overwrite=FLAGS.overwrite)
         bundle = checkpoint.load_masker(path)     # proves the bundle loads before saying so
     except (OSError, ValueError) as error:
         print(f"jaxmask export: error: {error}", file=sys.stderr)

@@ -21,6 +21,9 @@ import sys
 
 from absl import flags
 
+# What a stop (Ctrl-C, SIGTERM) leaves: every output is written to a temporary name and renamed.
+STOPPED = "every output written so far is complete; run the same command again to mask the rest"
+
 
 def define_flags() -> None:
     flags.DEFINE_string("model", None, "masker bundle directory (from `jaxmask export`)", required=True)
@@ -41,23 +44,29 @@ def define_flags() -> None:
     flags.DEFINE_enum("follow_symlinks", "inside", ["none", "inside", "all"],
                       "which symlinks to follow: none; inside (default: links that stay inside the input "
                       "folder); all (also links leading outside it)")
-    for name in ("topk_fraction", "batch_size", "save_masks", "max_pixels", "follow_symlinks"):
+    flags.DEFINE_bool("accept_unverified_manifest", False,
+                      "use a format-version-1 bundle, whose manifest carries no checksum of its own (an edited "
+                      "K or reveal rule could not be detected); re-exporting it is the safe way")
+    for name in ("topk_fraction", "batch_size", "save_masks", "max_pixels", "follow_symlinks",
+                 "accept_unverified_manifest"):
         flags.DEFINE_alias(name.replace("_", "-"), name)
 
 
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"jaxmask mask: error: unexpected arguments {argv[1:]}")
-    import jaxmask
-    from jaxmask import masking
+    from jaxmask import export, masking
     FLAGS = flags.FLAGS
     if FLAGS.topk_fraction is not None and not 0 < FLAGS.topk_fraction <= 1:
         raise SystemExit(f"jaxmask mask: error: --topk_fraction={FLAGS.topk_fraction} must lie in (0, 1]")
     if FLAGS.batch_size < 1:
         raise SystemExit(f"jaxmask mask: error: --batch_size={FLAGS.batch_size} must be ≥ 1")
+    if FLAGS.max_pixels is not None and FLAGS.max_pixels < 1:
+        raise SystemExit(f"jaxmask mask: error: --max_pixels={FLAGS.max_pixels} must be ≥ 1 (or left out: "
+                         "Pillow's decompression-bomb limit)")
     try:
         masking.check_folders(FLAGS.input, FLAGS.output)     # before loading anything
-        bundle = jaxmask.load_masker(FLAGS.model)
+        bundle = export.load_masker(FLAGS.model, accept_unverified_manifest=FLAGS.accept_unverified_manifest)
         report = masking.mask_folder(
             bundle, FLAGS.input, FLAGS.output, values=FLAGS.values, topk_fraction=FLAGS.topk_fraction,
             batch_size=FLAGS.batch_size, save_masks=FLAGS.save_masks, overwrite=FLAGS.overwrite,

@@ -68,6 +68,8 @@ def define_flags() -> None:
     flags.DEFINE_alias("k-sweep", "k_sweep")
     flags.DEFINE_bool("ablation", False, "also train and evaluate the paper's game and the soft-value maskers "
                       "(both gradient rules), adversarial and not: the game and value-mode ablation")
+    flags.DEFINE_bool("overwrite", False, "replace the bundles and the report of an earlier run in --workdir "
+                      "(default: refuse; a finished masker of the same round is reused, not rewritten)")
     flags.DEFINE_bool("full", False, "the full evaluation: every training image for every evaluation network, "
                       "probes on every masker and the Oracle (about twice the time); default: the quick schedule "
                       f"({', '.join(f'--eval.{k}={v}' for k, v in QUICK_EVAL.items())})")
@@ -81,18 +83,51 @@ def default_workdir() -> str:
     return os.path.join("runs", name or "experiment")
 
 
-def train_and_export(config, workdir: str) -> str:
+STOPPED = "what finished is kept (checkpoints, bundles); run the same command again to resume"
+
+
+def _bundle_step(bundle: str) -> int | None:
+    """The round an existing bundle was exported at (None: no bundle there)."""
+    import json
+    try:
+        with open(os.path.join(bundle, "manifest.json")) as f:
+            return int(json.load(f)["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None if not os.path.lexists(bundle) else -1
+
+
+def check_outputs(workdir: str, runs, overwrite: bool) -> None:
+    """Up front: without --overwrite, nothing of an earlier run is replaced (its bundles, its report)."""
+    from jaxmask.commands import evaluate as evaluate_command
+    if overwrite:
+        return
+    for _, run_config, subdir in runs:
+        bundle = os.path.join(workdir, subdir, "masker")
+        step = _bundle_step(bundle)
+        if step is not None and step != run_config.num_rounds:
+            raise ValueError(f"{bundle} holds a masker of round {step}, which this run (num_rounds="
+                             f"{run_config.num_rounds}) would replace: pass --overwrite, or another --workdir")
+    evaluate_command.check_report_folder(os.path.join(workdir, "report"), overwrite, "--workdir's report folder")
+
+
+def train_and_export(config, workdir: str, overwrite: bool = False) -> str:
     """Trains ``config`` in ``workdir`` (resuming), exports its last masker as WORKDIR/masker and returns
-    the bundle to evaluate: WORKDIR/selected (the model selection's pick) where selection is on."""
+    the bundle to evaluate: WORKDIR/selected (the model selection's pick) where selection is on.
+
+    A last-round bundle already there is reused (it is verified when loaded), not rewritten.
+    """
     from jaxmask import checkpoint, train
     result = train.train_and_evaluate(config, workdir)
     if result.get("stopped_by"):
         raise SystemExit(f"jaxmask run: training in {workdir} stopped ({result['stopped_by']}); "
                          "run the same command again to resume")
     step = int(result["state"].step)
+    bundle = os.path.join(workdir, "masker")
+    if _bundle_step(bundle) == step and not overwrite:
+        return result.get("selected") or bundle
     metrics = checkpoint.last_validation_metrics(workdir, step)
-    last = checkpoint.export_masker(result["state"], config, os.path.join(workdir, "masker"),
-                                    step=step, metrics=metrics)
+    last = checkpoint.export_masker(result["state"], config, bundle, step=step, metrics=metrics,
+                                    overwrite=overwrite)
     # With model selection on, the run's masker is the best-scoring checkpoint's (jaxmask/selection.py),
     # not the last one's (WORKDIR/masker, kept beside it).
     return result.get("selected") or last
@@ -122,23 +157,32 @@ def variant(config, adversarial: bool, **overrides):
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import validation
+    from jaxmask import validation, workdir as workdir_lib
     from jaxmask.commands import evaluate as evaluate_command
     start = time.time()
     config = FLAGS.config
     workdir = os.path.abspath(FLAGS.workdir or default_workdir())
-    try:
-        validation.check_training_config(config)
-        validation.check_folder_argument(workdir, "--workdir")
-    except ValueError as error:
-        raise SystemExit(f"jaxmask run: error: {error}") from None
-    eval_config = schedule(FLAGS.eval, FLAGS.full, config_flags.get_override_values(FLAGS["eval"]))
-    if FLAGS.k_sweep:
-        eval_config.k_sweep = tuple(float(k) for k in FLAGS.k_sweep)
     runs = [(OURS, config, "ours"), (NON_ADVERSARIAL, variant(config, adversarial=False), "non_adversarial")]
     if FLAGS.ablation:
         runs += [(name, variant(config, adversarial, **overrides), subdir)
                  for name, subdir, adversarial, overrides in ABLATION]
+    eval_config = schedule(FLAGS.eval, FLAGS.full, config_flags.get_override_values(FLAGS["eval"]))
+    # Every check that needs no data, before two trainings and an evaluation (tens of minutes).
+    try:
+        for _, run_config, _ in runs:
+            validation.check_training_config(run_config)
+        validation.check_folder_argument(workdir, "--workdir")
+        if FLAGS.k_sweep:
+            eval_config.k_sweep = validation.parse_k_sweep(FLAGS.k_sweep)
+        validation.check_eval_config(eval_config, config, [name for name, _, _ in runs])
+        for _, run_config, _ in runs:
+            validation.check_model_builds(run_config)
+        os.makedirs(workdir, exist_ok=True)
+        lock = workdir_lib.lock_folder(workdir, "jaxmask run", "--workdir")    # one run per workdir
+        lock.__enter__()
+        check_outputs(workdir, runs, FLAGS.overwrite)
+    except ValueError as error:
+        raise SystemExit(f"jaxmask run: error: {error}") from None
     bundles = {}
     try:
         for name, run_config, subdir in runs:
@@ -146,7 +190,7 @@ def main(argv) -> None:
                   f"(game={run_config.game}, mask_channel={run_config.mask_channel}, {run_config.num_rounds} "
                   f"rounds, obfuscator_steps={run_config.obfuscator_steps}) "
                   f"in {os.path.join(workdir, subdir)}", flush=True)
-            bundles[name] = train_and_export(run_config, os.path.join(workdir, subdir))
+            bundles[name] = train_and_export(run_config, os.path.join(workdir, subdir), FLAGS.overwrite)
             from jaxmask import export
             chosen = export.read_manifest(bundles[name])
             score = (chosen.get("metrics") or {}).get("selection_score")
@@ -160,6 +204,8 @@ def main(argv) -> None:
         logging.error("%s", error)
         print(f"jaxmask run: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
+    finally:
+        lock.__exit__(None, None, None)
     import json
     from jaxmask import report
     with open(paths["report"]) as f:

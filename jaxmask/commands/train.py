@@ -14,6 +14,10 @@ from absl import flags, logging
 
 from jaxmask.commands._config import define_config_flag
 
+# A second Ctrl-C aborts without a checkpoint (the first one stops after the round, with one).
+STOPPED = ("the last completed checkpoint is kept (a save cut short is discarded by the next run); run the "
+           "same command again to resume from it")
+
 
 def define_flags() -> None:
     from jaxmask import distributed
@@ -28,6 +32,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("process_id", None,
                          "Multi-process run: this process, 0 … num_processes-1 "
                          "(default: JAX_PROCESS_ID or detected).")
+    flags.DEFINE_bool("accept_unverified_checkpoint", False,
+                      "resume from a checkpoint that has no checksums/ (its contents cannot be verified; it is "
+                      "still checked for NaN/inf)")
     flags.DEFINE_enum("distributed", "auto", distributed.MODES,
                       "auto: join jax.distributed when the run is multi-process; on: always call "
                       "jax.distributed.initialize() (JAX detects the cluster); off: never.")
@@ -42,12 +49,14 @@ def main(argv) -> None:
         # User mistakes first, before anything starts: one line each.
         validation.check_training_config(config)
         validation.check_folder_argument(FLAGS.workdir, "--workdir")
+        validation.check_model_builds(config)
         # Before anything touches a device: the backends see the global topology once.
         how = distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                      FLAGS.process_id, FLAGS.distributed)
         logging.info("%s", distributed.startup_line(config, how))
         distributed.restrict_logging_to_main_process()
-        result = train.train_and_evaluate(config, FLAGS.workdir)
+        result = train.train_and_evaluate(config, FLAGS.workdir,
+                                          accept_unverified_checkpoint=FLAGS.accept_unverified_checkpoint)
     except (FloatingPointError, OSError, ValueError) as e:
         logging.error("%s", e)
         print(f"jaxmask train: error: {e}", file=sys.stderr)

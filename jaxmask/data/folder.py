@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import re
 
 import tensorflow_datasets as tfds
 
@@ -24,6 +25,7 @@ from jaxmask.data import tfds_builders as common
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 IDENTITIES_FILE = "identities.csv"
+IDENTITY_MAX = 2**31 - 1          # the identity feature is int32
 
 LAYOUT = f"""\
   ROOT/
@@ -86,6 +88,9 @@ class ImageFolder(common.JaxmaskBuilder):
         path = os.path.join(root, IDENTITIES_FILE)
         if not os.path.exists(path):
             return {}
+        if not os.path.isfile(path):
+            raise common.BadInputError(f"{path} is not a file: the optional {IDENTITIES_FILE} must be a CSV file "
+                                       f"(or absent).\nExpected layout:\n{LAYOUT}")
         with open(path, newline="", encoding="utf-8", errors="replace") as f:
             rows = list(csv.reader(f))
         if not rows or [c.strip() for c in rows[0]] != ["file", "identity"]:
@@ -94,9 +99,14 @@ class ImageFolder(common.JaxmaskBuilder):
         for number, row in enumerate(rows[1:], start=2):
             if not row:
                 continue
-            if len(row) != 2 or not row[1].strip().isdigit():
+            # ASCII digits only (str.isdigit() also passes '²', which int() refuses), within the int32 feature.
+            if len(row) != 2 or not re.fullmatch(r"[0-9]+", row[1].strip()):
                 self.skip(f"{IDENTITIES_FILE}:{number}",
-                          f"malformed row (want `file,identity` with identity >= 0): {row}")
+                          f"malformed row (want `file,identity` with identity a number 0 … {IDENTITY_MAX}): {row}")
+                continue
+            if int(row[1]) > IDENTITY_MAX:
+                self.skip(f"{IDENTITIES_FILE}:{number}",
+                          f"identity {row[1].strip()} is larger than {IDENTITY_MAX} (identities are stored as int32)")
                 continue
             identities[row[0].strip().replace(os.sep, "/")] = int(row[1])
         return identities

@@ -27,6 +27,7 @@ import dataclasses
 import inspect
 import io
 import os
+import stat
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -72,17 +73,29 @@ def open_image(source: str | os.PathLike | bytes) -> Image.Image:
     if isinstance(source, bytes):
         data = source
     else:
-        with open(source, "rb") as f:
-            data = f.read()
+        # Only a regular file is read: a folder named like an image is no image, and a FIFO would block.
+        kind = os.stat(source).st_mode     # FileNotFoundError (a dangling link too): the caller's "file missing"
+        if not stat.S_ISREG(kind):
+            raise BadImage("a folder, not an image file" if stat.S_ISDIR(kind) else
+                           "not a regular file (a FIFO, socket or device)")
+        try:
+            with open(source, "rb") as f:
+                data = f.read()
+        except OSError as error:
+            raise BadImage(f"unreadable: {error.strerror}") from None
     if not data:
         raise BadImage("zero-byte file")
     try:
         image = Image.open(io.BytesIO(data))
+        frames = getattr(image, "n_frames", 1)
         # open() only reads the header; load() decodes every pixel, which is
         # where truncated files fail (Pillow raises OSError for them).
         image.load()
     except Exception as error:  # Pillow raises many types for bad files
         raise BadImage(f"not a decodable image ({type(error).__name__}: {error})") from None
+    if frames > 1:
+        raise BadImage(f"{image.format} with {frames} frames: one example is one image, and keeping the first "
+                       f"frame would drop {frames - 1}; save the frames as separate files")
     return image
 
 
