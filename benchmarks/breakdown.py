@@ -39,31 +39,31 @@ def jax_pieces(spec, method, state, batches):
 
     def masker_fb(params, x):
         def f(p):
-            m, _ = method.masker.apply({"params": p, "batch_stats": mv["batch_stats"]}, x,
+            m, _ = method.players.masker.apply({"params": p, "batch_stats": mv["batch_stats"]}, x,
                                        train=True, mutable=["batch_stats"])
             return jnp.sum(m * x[..., :1])
         return jax.grad(f)(params)
 
     def masker_f(params, x):
-        return method.masker.apply({"params": params, "batch_stats": mv["batch_stats"]}, x,
+        return method.players.masker.apply({"params": params, "batch_stats": mv["batch_stats"]}, x,
                                    train=True, mutable=["batch_stats"])[0]
 
     def phi_fb(params, x, y):
         def f(p, x):
-            logits, _ = method.phi.apply({"params": p, "batch_stats": pv["batch_stats"]}, x,
+            logits, _ = method.players.phi.apply({"params": p, "batch_stats": pv["batch_stats"]}, x,
                                          train=True, mutable=["batch_stats"])
             return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         return jax.grad(f, argnums=(0, 1))(params, x)
 
     def phi_input_grad(params, x, y):
         def f(x):
-            logits, _ = method.phi.apply({"params": params, "batch_stats": pv["batch_stats"]}, x,
+            logits, _ = method.players.phi.apply({"params": params, "batch_stats": pv["batch_stats"]}, x,
                                          train=True, mutable=["batch_stats"])
             return -jnp.mean(jax.nn.log_softmax(logits))
         return jax.grad(f)(x)
 
     def topk_fb(m):
-        (keep, rest), vjp = jax.vjp(lambda m: steps.topk_split(m, method.k), m)
+        (keep, rest), vjp = jax.vjp(lambda m: steps.topk_split(m, method.reveal.k), m)
         return keep, rest, vjp((keep, rest))[0]
 
     def adam(tx, params, opt_state, grads):
@@ -79,9 +79,9 @@ def jax_pieces(spec, method, state, batches):
         "phi_fwd_bwd_weights": (phi_fb, (pv["params"], x, y), 3),
         "phi_fwd_bwd_input": (phi_input_grad, (pv["params"], x, y), 1),
         "topk_fwd_bwd": (topk_fb, (m,), 4),
-        "adam_masker": (functools.partial(adam, method.masker_tx),
+        "adam_masker": (functools.partial(adam, method.players.masker_tx),
                         (mv["params"], state.masker.opt_state, mg), 4),
-        "adam_phi": (functools.partial(adam, method.phi_tx),
+        "adam_phi": (functools.partial(adam, method.players.phi_tx),
                      (pv["params"], state.phi.opt_state, pg), 3),
     }
     out = {}

@@ -61,7 +61,7 @@ def check_against_cpu(spec) -> dict:
             with jax.default_device(device):
                 state = state_lib.create_train_state(method, jax.random.PRNGKey(0),
                                                      (spec.image_size, spec.image_size, spec.channels))
-                mask = jax.jit(lambda v, x: method.masker.apply(v, x, train=False))(
+                mask = jax.jit(lambda v, x: method.players.masker.apply(v, x, train=False))(
                     state.masker.variables, jax.device_put(first["image"], device))
                 after_p, mp = jax.jit(lambda s, b: steps.predictor_step(method, s, b))(
                     state, jax.device_put(first, device))

@@ -394,9 +394,9 @@ def _compare(spec, method, state, batches, device) -> dict:
 
     first = {k: v[0] for k, v in batches.items()}
     last = {k: v[spec.predictor_steps] for k, v in batches.items()}
-    m_jax, _ = method.masker.apply(state.masker.variables, first["image"], train=True,
+    m_jax, _ = method.players.masker.apply(state.masker.variables, first["image"], train=True,
                                    mutable=["batch_stats"])
-    h_jax = np.asarray(jax.jit(lambda m: steps.topk_split(m, method.k)[0])(m_jax))
+    h_jax = np.asarray(jax.jit(lambda m: steps.topk_split(m, method.reveal.k)[0])(m_jax))
     after_p, metrics_p = jax.jit(lambda s, b: steps.predictor_step(method, s, b))(state, first)
     after_o, metrics_o = jax.jit(lambda s, b: steps.obfuscator_step(method, s, b))(after_p, last)
 

@@ -55,7 +55,7 @@ class VariantClassifier(Classifier):
 
 def with_variants(method, upsample: str = "dot", pool: str = "reshape"):
     """The same ``Method`` with the variant layers (parameter trees unchanged)."""
-    m, p = method.masker, method.phi
+    m, p = method.players.masker, method.players.phi
     if not isinstance(m, Masker) or not isinstance(p, Classifier):
         raise TypeError("with_variants expects a Method built by jaxmask.state.build_method")
     return dataclasses.replace(

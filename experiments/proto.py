@@ -113,8 +113,8 @@ def main(argv):
     def reveal(images):
         hs = []
         for i in range(0, len(images), 250):
-            _, h = mask_images(method.masker, variables, images[i:i + 250], method.k, method.values,
-                               method.reveal, method.cap_threshold)
+            _, h = mask_images(method.players.masker, variables, images[i:i + 250], method.reveal.k, method.reveal.values,
+                               method.reveal.mode, method.reveal.cap_threshold)
             hs.append(np.asarray(h, np.float32))
         return np.concatenate(hs)
 

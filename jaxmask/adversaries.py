@@ -35,11 +35,11 @@ def uniform_cross_entropy(logits):
 
 
 def judge_view(method: Method, state: TrainState, inputs, salt: int):
-    """A judge's inputs through ``method.judge_jitter`` (random shifts and flips; none when 0)."""
-    if not method.judge_jitter:
+    """A judge's inputs through ``method.game.judge_jitter`` (random shifts and flips; none when 0)."""
+    if not method.game.judge_jitter:
         return inputs
     keys = example_keys(method, step_key(method, state, 1000 + salt), inputs.shape[0])
-    return jitter(inputs, keys, method.judge_jitter)
+    return jitter(inputs, keys, method.game.judge_jitter)
 
 
 def adversary_step(method: Method, state: TrainState, batch: Batch, update: int = 0
@@ -64,7 +64,7 @@ def adversary_step(method: Method, state: TrainState, batch: Batch, update: int 
                 return loss, (stats, steps.accuracy(logits, labels))
             (_, (stats, member_accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(player.params)
             grads = steps.device_mean(grads, method.axis_name)
-            new_players.append(steps.update_player(player, method.adversary_tx, grads, stats))
+            new_players.append(steps.update_player(player, method.players.adversary_tx, grads, stats))
             # Global accuracy per member before the max / min over members (a per-device
             # min would differ from the global one under pmap).
             accuracies.append(steps.device_mean(member_accuracy, method.axis_name))
@@ -73,9 +73,9 @@ def adversary_step(method: Method, state: TrainState, batch: Batch, update: int 
             weakest.append(jnp.min(jnp.stack(accuracies)))
         return tuple(new_players)
 
-    complement = train_members(method.complement, state.complement, judge_view(
+    complement = train_members(method.players.complement, state.complement, judge_view(
         method, state, steps.classifier_input(method, rest, images), 2 * update), "complement")
-    pattern = train_members(method.pattern, state.pattern, judge_view(method, state, keep, 2 * update + 1),
+    pattern = train_members(method.players.pattern, state.pattern, judge_view(method, state, keep, 2 * update + 1),
                             "pattern")
     # The weakest member's batch accuracy before its update: what the early exit reads.
     metrics["adversary_weakest_accuracy"] = jnp.min(jnp.stack(weakest))
@@ -100,10 +100,10 @@ def adversary_updates(method: Method, state: TrainState, take) -> tuple[TrainSta
     ``adversary_updates`` in the metrics counts the updates made.
     """
     per_step = []
-    early_exit = method.adversary_exit_accuracy is not None or method.adversary_plateau is not None
+    early_exit = method.game.exit_accuracy is not None or method.game.plateau is not None
     done, updates = jnp.zeros((), bool), jnp.zeros((), jnp.float32)
     previous = None
-    for j in range(method.adversary_steps):
+    for j in range(method.game.adversary_steps):
         if not early_exit or j == 0:
             state, metrics = adversary_step(method, state, take(j), j)
         else:
@@ -111,10 +111,10 @@ def adversary_updates(method: Method, state: TrainState, take) -> tuple[TrainSta
                                       lambda s, m, j=j: adversary_step(method, s, take(j), j), state, metrics)
         updates = updates + jnp.where(done, 0.0, 1.0)
         weakest = metrics["adversary_weakest_accuracy"]
-        if method.adversary_exit_accuracy is not None:
-            done = done | (weakest >= method.adversary_exit_accuracy)
-        if method.adversary_plateau is not None and previous is not None:
-            done = done | (weakest < previous + method.adversary_plateau)
+        if method.game.exit_accuracy is not None:
+            done = done | (weakest >= method.game.exit_accuracy)
+        if method.game.plateau is not None and previous is not None:
+            done = done | (weakest < previous + method.game.plateau)
         previous = weakest
         per_step.append(metrics)
     return state, per_step + [{"adversary_updates": updates}]
@@ -122,7 +122,7 @@ def adversary_updates(method: Method, state: TrainState, take) -> tuple[TrainSta
 
 def privacy_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """The masker minimises max-over-members CE(uniform, Φ_c(x_o)) + pattern_weight × the same for Ψ(h)."""
-    return weighted_privacy_step(method, state, batch, 1.0, method.pattern_weight)
+    return weighted_privacy_step(method, state, batch, 1.0, method.game.pattern_weight)
 
 
 def weighted_privacy_step(method: Method, state: TrainState, batch: Batch, complement_weight,
@@ -140,7 +140,7 @@ def weighted_privacy_step(method: Method, state: TrainState, batch: Batch, compl
     images, labels = batch["image"], batch["label"]
 
     def hidden_input(rest):
-        if channel_gradient or not method.mask_channel:
+        if channel_gradient or not method.game.mask_channel:
             return steps.classifier_input(method, rest, images)
         x = rest * images
         return jnp.concatenate([x, lax.stop_gradient(rest).astype(x.dtype)], axis=-1)
@@ -156,13 +156,13 @@ def weighted_privacy_step(method: Method, state: TrainState, batch: Batch, compl
         _, keep, rest, masker_stats = steps.masker_split(method, masker_params, state.masker.batch_stats, images, True)
         aux = {}
         loss = jnp.zeros((), jnp.float32)
-        if method.complement:
+        if method.players.complement:
             complement_loss, aux["complement_accuracy"] = ensemble_loss(
-                method.complement, state.complement, judge_view(method, state, hidden_input(rest), 500))
+                method.players.complement, state.complement, judge_view(method, state, hidden_input(rest), 500))
             aux["complement_loss"] = complement_loss
             loss = loss + complement_weight * complement_loss
-        if method.pattern:
-            pattern_loss, aux["pattern_accuracy"] = ensemble_loss(method.pattern, state.pattern,
+        if method.players.pattern:
+            pattern_loss, aux["pattern_accuracy"] = ensemble_loss(method.players.pattern, state.pattern,
                                                                   judge_view(method, state, keep, 501))
             aux["pattern_loss"] = pattern_loss
             loss = loss + pattern_weight * pattern_loss
@@ -170,7 +170,7 @@ def weighted_privacy_step(method: Method, state: TrainState, batch: Batch, compl
 
     (loss, (masker_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.masker.params)
     grads = steps.device_mean(grads, method.axis_name)
-    new_state = state.replace(masker=steps.update_player(state.masker, method.masker_tx, grads, masker_stats))
+    new_state = state.replace(masker=steps.update_player(state.masker, method.players.masker_tx, grads, masker_stats))
     return new_state, steps.device_mean({"obfuscator_loss": loss, **aux}, method.axis_name)
 
 
@@ -180,22 +180,22 @@ def reinitialise_adversaries(method: Method, state: TrainState, image_shape) -> 
     A fresh member is what a new attacker is: if the masker only hid from the
     members it has trained against, the fresh one finds the label again.
     """
-    if method.reinit_every is None or not (method.complement or method.pattern):
+    if method.game.reinit_every is None or not (method.players.complement or method.players.pattern):
         return state
     height, width, channels = image_shape
-    due = (state.step > 0) & (state.step % method.reinit_every == 0)
-    turn = state.step // method.reinit_every
+    due = (state.step > 0) & (state.step % method.game.reinit_every == 0)
+    turn = state.step // method.game.reinit_every
     rng = step_key(method, state, 23)
 
     def refresh(modules, players, input_shape, salt):
         out = []
         for i, (module, player) in enumerate(zip(modules, players)):
-            fresh = init_player(module, method.adversary_tx, jax.random.fold_in(rng, salt + i), input_shape)
+            fresh = init_player(module, method.players.adversary_tx, jax.random.fold_in(rng, salt + i), input_shape)
             pick = due & (turn % len(modules) == i)
             out.append(jax.tree.map(lambda new, old: jnp.where(pick, new, old), fresh, player))
         return tuple(out)
 
     return state.replace(
-        complement=refresh(method.complement, state.complement,
+        complement=refresh(method.players.complement, state.complement,
                            (height, width, channels + method.classifier_channels), 0),
-        pattern=refresh(method.pattern, state.pattern, (height, width, 1), 100))
+        pattern=refresh(method.players.pattern, state.pattern, (height, width, 1), 100))

@@ -191,8 +191,8 @@ def jax_contenders(spec: Spec, method, state, batches, benchmarks=BENCHMARKS) ->
                              round_flops, seconds))
     images = device_batches["image"][0]
     if "masker" in benchmarks:
-        release = functools.partial(steps.mask_images, method.masker, k=method.k,
-                                    values=method.values)
+        release = functools.partial(steps.mask_images, method.players.masker, k=method.reveal.k,
+                                    values=method.reveal.values)
         variables = state.masker.variables
         release_fn, seconds = _compile(lambda v, x: release(v, x), variables, images)
         release_flops = _model_flops(lambda v, x: release(v, x), variables, images)
@@ -200,8 +200,8 @@ def jax_contenders(spec: Spec, method, state, batches, benchmarks=BENCHMARKS) ->
                              spec.batch_size, release_flops, seconds))
     if "topk" in benchmarks:
         m = jax.random.uniform(jax.random.PRNGKey(1), images.shape[:-1] + (1,), jnp.float32)
-        split = functools.partial(topk.topk_split, k=method.k, values=method.values,
-                                  gradient=method.gradient)
+        split = functools.partial(topk.topk_split, k=method.reveal.k, values=method.reveal.values,
+                                  gradient=method.reveal.gradient)
 
         def forward_backward(m):
             (keep, rest), vjp = jax.vjp(split, m)

@@ -24,7 +24,7 @@ The rows:
 * ``minimal``: K is a cap; the revealed area is minimised under utility,
   hidden-part and mask-pattern constraints with learned multipliers.
 
-``play_round(method, state, batches)`` plays ``GAMES[method.game]``; bind
+``play_round(method, state, batches)`` plays ``GAMES[method.game.name]``; bind
 ``method`` with functools.partial before jit/pmap.
 """
 
@@ -73,7 +73,7 @@ GAMES: dict[str, Game] = {
 
 
 def play_round(method: Method, state: TrainState, batches: Batch) -> tuple[TrainState, Metrics]:
-    """One round of ``method.game``, one compiled call; returns metrics averaged over the round.
+    """One round of ``method.game.name``, one compiled call; returns metrics averaged over the round.
 
     ``batches`` stacks predictor_steps + obfuscator_steps batches: the utility
     steps take the first predictor_steps, the privacy steps the rest; the
@@ -83,24 +83,24 @@ def play_round(method: Method, state: TrainState, batches: Batch) -> tuple[Train
     time, not lax.scan-ned: on XLA:CPU a convolution inside a while loop ran
     >10× slower (one predictor step 0.4 s standalone, 9 s as a length-1 scan).
     """
-    game = GAMES[method.game]
-    num_steps = method.predictor_steps + method.obfuscator_steps
+    row = GAMES[method.game.name]
+    num_steps = method.game.predictor_steps + method.game.obfuscator_steps
     steps.check_round_batches(method, batches)
     take = lambda i: jax.tree.map(lambda v: v[i % num_steps], batches)
     state = reinitialise_adversaries(method, state, batches["image"].shape[2:])
     per_step = []
-    for i in range(method.predictor_steps):
-        state, metrics = game.utility_step(method, state, take(i))
+    for i in range(method.game.predictor_steps):
+        state, metrics = row.utility_step(method, state, take(i))
         per_step.append(metrics)
-    if method.adversary_steps:
+    if method.game.adversary_steps:
         state, adversary_metrics = adversary_updates(method, state, take)
         per_step += adversary_metrics
-    for i in range(method.predictor_steps, num_steps):
-        state, metrics = game.privacy_step(method, state, take(i))
+    for i in range(method.game.predictor_steps, num_steps):
+        state, metrics = row.privacy_step(method, state, take(i))
         per_step.append(metrics)
     round_metrics = steps.mean_metrics(per_step)
-    if game.update_multipliers is not None:
-        state, multiplier_metrics = game.update_multipliers(method, state, round_metrics)
+    if row.update_multipliers is not None:
+        state, multiplier_metrics = row.update_multipliers(method, state, round_metrics)
         round_metrics = {**round_metrics, **multiplier_metrics}
     return state.replace(step=state.step + 1), round_metrics
 

@@ -62,7 +62,7 @@ AREA_UNIT = 0.5
 def area_objective(method: Method, state: TrainState, cross_entropy, m):
     """(area + boundary_weight · boundary) / AREA_UNIT + λ_utility · CE: the utility step's share of
     the Lagrangian."""
-    cost = (m.mean() + method.boundary_weight * boundary(m)) / AREA_UNIT
+    cost = (m.mean() + method.game.boundary_weight * boundary(m)) / AREA_UNIT
     return cost + multiplier(state, "utility") * cross_entropy
 
 
@@ -75,7 +75,7 @@ def minimal_utility_step(method: Method, state: TrainState, batch):
 def minimal_privacy_step(method: Method, state: TrainState, batch):
     """The masker hides from the adversaries, each term weighted by its learned multiplier."""
     return adversaries.weighted_privacy_step(method, state, batch, multiplier(state, "hidden"),
-                                             multiplier(state, "pattern"), method.channel_gradient)
+                                             multiplier(state, "pattern"), method.game.channel_gradient)
 
 
 def excess_label_probability(logits, labels):
@@ -101,28 +101,28 @@ def phi_judged_privacy_step(method: Method, state: TrainState, batch):
     return steps.weighted_obfuscator_step(
         method, state, batch, multiplier(state, "hidden"),
         view=lambda inputs: adversaries.judge_view(method, state, inputs, 502),
-        objective=excess_label_probability if method.judge_objective == "excess" else steps.uniform_cross_entropy_loss)
+        objective=excess_label_probability if method.game.judge_objective == "excess" else steps.uniform_cross_entropy_loss)
 
 
 def violations(method: Method, round_metrics) -> dict[str, jnp.ndarray]:
     """Each constraint's violation (> 0: violated) from a round's mean metrics."""
-    chance = 1.0 / method.phi.num_classes
-    out = {"utility": method.utility_accuracy - round_metrics["predictor_accuracy"]}
+    chance = 1.0 / method.players.phi.num_classes
+    out = {"utility": method.game.utility_accuracy - round_metrics["predictor_accuracy"]}
     hidden = round_metrics.get("complement_accuracy", round_metrics.get("obfuscator_accuracy"))
     if hidden is not None:
-        out["hidden"] = hidden - (chance + method.hidden_margin)
+        out["hidden"] = hidden - (chance + method.game.hidden_margin)
     if "pattern_accuracy" in round_metrics:
-        out["pattern"] = round_metrics["pattern_accuracy"] - (chance + method.pattern_margin)
+        out["pattern"] = round_metrics["pattern_accuracy"] - (chance + method.game.pattern_margin)
     return out
 
 
 def update_multipliers(method: Method, state: TrainState, round_metrics):
     """Dual ascent on log λ from the round's violations; returns (state, their metrics)."""
-    low, high = -method.max_log_multiplier, method.max_log_multiplier
+    low, high = -method.game.max_log_multiplier, method.game.max_log_multiplier
     log_multipliers = dict(state.log_multipliers)
     metrics = {}
     for name, violation in violations(method, round_metrics).items():
-        log_multipliers[name] = jnp.clip(log_multipliers[name] + method.dual_learning_rate * violation,
+        log_multipliers[name] = jnp.clip(log_multipliers[name] + method.game.dual_learning_rate * violation,
                                          low, high)
         metrics[f"violation_{name}"] = violation
         metrics[f"multiplier_{name}"] = jnp.exp(log_multipliers[name])

@@ -100,8 +100,8 @@ class Selector:
         split = evaluate.load_split(config, "validation", self.settings.max_images or 0)
         self.images, self.labels = split["image"], split["label"]
         self._mask = jax.jit(functools.partial(
-            steps.mask_images, method.masker, k=method.k, values=method.values, reveal=method.reveal,
-            cap_threshold=method.cap_threshold))
+            steps.mask_images, method.players.masker, k=method.reveal.k, values=method.reveal.values, reveal=method.reveal.mode,
+            cap_threshold=method.reveal.cap_threshold))
         # A resumed run competes with the bundle its killed predecessor selected.
         self.best = None
         if os.path.exists(os.path.join(self.path, export.MANIFEST)):

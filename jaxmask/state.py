@@ -50,52 +50,72 @@ class TrainState:
 
 
 @dataclasses.dataclass(frozen=True)
-class Method:
-    """Everything static about one training game (closed over by the steps).
-
-    ``axis_name`` is the pmap device axis gradients, metrics and BatchNorm
-    statistics are averaged over; None for single-device and sharded-jit runs.
-    """
+class Players:
+    """The networks of a game and their optimisers (flax modules and optax transforms: static)."""
     masker: Masker
     phi: Classifier
     masker_tx: optax.GradientTransformation
     phi_tx: optax.GradientTransformation
-    k: int
-    values: str = "binary"
-    gradient: str = "straight_through"
+    complement: tuple[Classifier, ...] = ()   # complement adversaries Φ_c (on the hidden part)
+    pattern: tuple[Classifier, ...] = ()      # mask-pattern adversaries Ψ (on h alone)
+    adversary_tx: optax.GradientTransformation | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Reveal:
+    """How the masker's soft mask becomes the released part (jaxmask.topk)."""
+    k: int                                 # exact: k pixels per image; cap: at most k
+    mode: str = "exact"                    # exact | cap (K is a cap: top-k ∩ m > cap_threshold)
+    values: str = "binary"                 # binary | soft (the paper's literal m ⊙ h)
+    gradient: str = "straight_through"     # straight_through | exact (soft only)
+    cap_threshold: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class GameSettings:
+    """The game's row name in jaxmask.games.GAMES and every setting its steps read."""
+    name: str = "paper"
     predictor_steps: int = 3
     obfuscator_steps: int = 1
-    axis_name: str | None = None
-    # The game (jaxmask.games; DESIGN.md §1 "Games").
-    game: str = "paper"
     mask_channel: bool = False
-    reveal: str = "exact"                  # exact | cap (K is a cap: top-k ∩ m > cap_threshold)
-    cap_threshold: float = 0.5
+    # The adversaries (jaxmask.adversaries).
+    adversary_steps: int = 0               # adversary updates per round (each on one of the round's batches)
+    exit_accuracy: float | None = None     # skip the rest once every member reaches it (None: never)
+    plateau: float | None = None           # skip the rest once held-out accuracy rises less than this
+    judge_jitter: int = 0                  # judges read their inputs shifted by up to this (pixels) and flipped
+    reinit_every: int | None = None        # rounds between re-initialising one member per ensemble (None = never)
+    pattern_weight: float = 0.0
     # The minimal game's constraints (jaxmask.minimal) and its Φ's random-mask rates.
     utility_accuracy: float = 0.95
     hidden_margin: float = 0.05
     pattern_margin: float = 0.05
     dual_learning_rate: float = 0.2
-    max_log_multiplier: float = 6.0        # |log λ| bound: a lost constraint cannot run away
+    max_log_multiplier: float = 2.0        # |log λ| bound: a lost constraint cannot run away
     boundary_weight: float = 0.0           # the area's boundary-length prior (jaxmask.minimal.boundary)
     channel_gradient: bool = True          # the privacy step's gradient also through Φ_c's mask channel
     judge_objective: str = "uniform"       # minimal_phi: "uniform" (CE(uniform, ·)) | "excess" (true-label evidence)
     min_mask_rate: float = 0.01
-    complement: tuple[Classifier, ...] = ()   # complement adversaries Φ_c (on the hidden part)
-    pattern: tuple[Classifier, ...] = ()      # mask-pattern adversaries Ψ (on h alone)
-    adversary_tx: optax.GradientTransformation | None = None
-    adversary_steps: int = 0               # adversary updates per round (each on one of the round's batches)
-    adversary_exit_accuracy: float | None = None   # skip the rest once every member reaches it (None: never)
-    adversary_plateau: float | None = None   # skip the rest once held-out accuracy rises less than this
-    judge_jitter: int = 0                  # judges read their inputs shifted by up to this (pixels) and flipped
-    reinit_every: int | None = None        # rounds between re-initialising one member per ensemble (None = never)
-    pattern_weight: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """Everything static about one training (closed over by the steps): the players, the reveal and
+    the game.
+
+    ``axis_name`` is the pmap device axis gradients, metrics and BatchNorm
+    statistics are averaged over; None for single-device and sharded-jit runs.
+    ``seed`` keys the steps' own randomness (fold_in(seed, round), no RNG in the state).
+    """
+    players: Players
+    reveal: Reveal
+    game: GameSettings
+    axis_name: str | None = None
     seed: int = 0
 
     @property
     def classifier_channels(self) -> int:
         """Extra input channels of every classifier: the 0/1 mask channel, if on."""
-        return 1 if self.mask_channel else 0
+        return 1 if self.game.mask_channel else 0
 
 
 # float64 exists for equivalence tests (needs jax_enable_x64): it takes float
@@ -141,33 +161,32 @@ def build_method(config, axis_name: str | None = None) -> Method:
     pattern = (_adversaries(config, dtype, axis_name, adversary.pattern_widths, config.num_classes)
                if beyond_paper and adversarial and adversary.pattern_weight > 0 else ())
     return Method(
-        masker=Masker(widths=tuple(config.masker_widths), dtype=dtype, bn_axis_name=axis_name),
-        phi=Classifier(num_classes=config.num_classes, widths=tuple(config.phi_widths),
-                       hidden=config.phi_hidden, dtype=dtype, bn_axis_name=axis_name),
-        masker_tx=make_optimizer(config.optimizer, config.masker_learning_rate),
-        phi_tx=make_optimizer(config.optimizer, config.phi_learning_rate),
-        k=k,
-        values=config.mask_values,
-        gradient=config.mask_gradient,
-        predictor_steps=config.predictor_steps,
-        obfuscator_steps=config.obfuscator_steps,
+        players=Players(
+            masker=Masker(widths=tuple(config.masker_widths), dtype=dtype, bn_axis_name=axis_name),
+            phi=Classifier(num_classes=config.num_classes, widths=tuple(config.phi_widths),
+                           hidden=config.phi_hidden, dtype=dtype, bn_axis_name=axis_name),
+            masker_tx=make_optimizer(config.optimizer, config.masker_learning_rate),
+            phi_tx=make_optimizer(config.optimizer, config.phi_learning_rate),
+            complement=complement,
+            pattern=pattern,
+            adversary_tx=make_optimizer(config.optimizer, adversary.learning_rate)),
+        reveal=Reveal(k=k, mode=config.reveal, values=config.mask_values, gradient=config.mask_gradient,
+                      cap_threshold=float(config.cap_threshold)),
+        game=GameSettings(
+            name=config.game,
+            predictor_steps=config.predictor_steps,
+            obfuscator_steps=config.obfuscator_steps,
+            mask_channel=bool(config.mask_channel),
+            adversary_steps=int(adversary.steps) if (complement or pattern) else 0,
+            # getattr: configs saved before the field existed, and bench's plain namespaces, lack it.
+            exit_accuracy=(None if getattr(adversary, "exit_accuracy", None) is None
+                           else float(adversary.exit_accuracy)),
+            plateau=(None if getattr(adversary, "plateau", None) is None else float(adversary.plateau)),
+            judge_jitter=int(getattr(adversary, "jitter", 0) or 0),
+            reinit_every=None if adversary.reinit_every is None else int(adversary.reinit_every),
+            pattern_weight=float(adversary.pattern_weight),
+            **_minimal_settings(config)),
         axis_name=axis_name,
-        game=config.game,
-        mask_channel=bool(config.mask_channel),
-        reveal=config.reveal,
-        cap_threshold=float(config.cap_threshold),
-        **_minimal_settings(config),
-        complement=complement,
-        pattern=pattern,
-        adversary_tx=make_optimizer(config.optimizer, adversary.learning_rate),
-        adversary_steps=int(adversary.steps) if (complement or pattern) else 0,
-        # getattr: configs saved before the field existed, and bench's plain namespaces, lack it.
-        adversary_exit_accuracy=(None if getattr(adversary, "exit_accuracy", None) is None
-                                 else float(adversary.exit_accuracy)),
-        adversary_plateau=(None if getattr(adversary, "plateau", None) is None else float(adversary.plateau)),
-        judge_jitter=int(getattr(adversary, "jitter", 0) or 0),
-        reinit_every=None if adversary.reinit_every is None else int(adversary.reinit_every),
-        pattern_weight=float(adversary.pattern_weight),
         seed=int(config.seed),
     )
 
@@ -203,20 +222,20 @@ def create_train_state(method: Method, rng: jax.Array, image_shape: tuple[int, i
     adversary_rng = jax.random.fold_in(rng, 1)
 
     from jaxmask.games import GAMES
-    multipliers = GAMES[method.game].multipliers   # one learned log λ per constraint, starting at λ = 1
+    multipliers = GAMES[method.game.name].multipliers   # one learned log λ per constraint, starting at λ = 1
 
     @jax.jit
     def init(masker_rng, phi_rng, adversary_rng):
-        complement_rngs = jax.random.split(jax.random.fold_in(adversary_rng, 0), max(len(method.complement), 1))
-        pattern_rngs = jax.random.split(jax.random.fold_in(adversary_rng, 1), max(len(method.pattern), 1))
+        complement_rngs = jax.random.split(jax.random.fold_in(adversary_rng, 0), max(len(method.players.complement), 1))
+        pattern_rngs = jax.random.split(jax.random.fold_in(adversary_rng, 1), max(len(method.players.pattern), 1))
         return TrainState(
             step=jnp.zeros((), jnp.int32),
-            masker=init_player(method.masker, method.masker_tx, masker_rng, image_shape),
-            phi=init_player(method.phi, method.phi_tx, phi_rng, part_shape),
-            complement=tuple(init_player(m, method.adversary_tx, r, part_shape)
-                             for m, r in zip(method.complement, complement_rngs)),
-            pattern=tuple(init_player(m, method.adversary_tx, r, mask_shape)
-                          for m, r in zip(method.pattern, pattern_rngs)),
+            masker=init_player(method.players.masker, method.players.masker_tx, masker_rng, image_shape),
+            phi=init_player(method.players.phi, method.players.phi_tx, phi_rng, part_shape),
+            complement=tuple(init_player(m, method.players.adversary_tx, r, part_shape)
+                             for m, r in zip(method.players.complement, complement_rngs)),
+            pattern=tuple(init_player(m, method.players.adversary_tx, r, mask_shape)
+                          for m, r in zip(method.players.pattern, pattern_rngs)),
             log_multipliers={name: jnp.zeros((), jnp.float32) for name in multipliers},
         )
 

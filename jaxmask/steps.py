@@ -46,19 +46,19 @@ def masker_split(method: Method, masker_params, masker_stats, images, train: boo
     """Soft mask m and its (keep, rest) split; new masker batch stats in train mode."""
     variables = {"params": masker_params, "batch_stats": masker_stats}
     if train:
-        m, updates = method.masker.apply(variables, images, train=True, mutable=["batch_stats"])
+        m, updates = method.players.masker.apply(variables, images, train=True, mutable=["batch_stats"])
         new_stats = updates["batch_stats"]
     else:
-        m, new_stats = method.masker.apply(variables, images, train=False), masker_stats
+        m, new_stats = method.players.masker.apply(variables, images, train=False), masker_stats
     keep, rest = reveal_split(method, m)
     return m, keep, rest, new_stats
 
 
 def reveal_split(method: Method, m):
     """(keep, rest) of the soft mask m: exact-k (``topk_split``) or, with reveal='cap', at most k."""
-    if method.reveal == "cap":
-        return capped_split(m, method.k, method.cap_threshold)
-    return topk_split(m, method.k, method.values, method.gradient)
+    if method.reveal.mode == "cap":
+        return capped_split(m, method.reveal.k, method.reveal.cap_threshold)
+    return topk_split(m, method.reveal.k, method.reveal.values, method.reveal.gradient)
 
 
 def classifier_input(method: Method, part, images):
@@ -70,11 +70,11 @@ def classifier_input(method: Method, part, images):
     dark pixels, whose image channels contribute ≈ 0 to ∂L/∂m).
     """
     x = part * images
-    return jnp.concatenate([x, part.astype(x.dtype)], axis=-1) if method.mask_channel else x
+    return jnp.concatenate([x, part.astype(x.dtype)], axis=-1) if method.game.mask_channel else x
 
 
 def _phi_train(method: Method, phi_params, phi_stats, images):
-    logits, updates = method.phi.apply({"params": phi_params, "batch_stats": phi_stats},
+    logits, updates = method.players.phi.apply({"params": phi_params, "batch_stats": phi_stats},
                                        images, train=True, mutable=["batch_stats"])
     return logits, updates["batch_stats"]
 
@@ -96,8 +96,8 @@ def predictor_step(method: Method, state: TrainState, batch: Batch) -> tuple[Tra
             state.masker.params, state.phi.params))
     masker_grads, phi_grads = device_mean((masker_grads, phi_grads), method.axis_name)
     new_state = state.replace(
-        masker=update_player(state.masker, method.masker_tx, masker_grads, masker_stats),
-        phi=update_player(state.phi, method.phi_tx, phi_grads, phi_stats))
+        masker=update_player(state.masker, method.players.masker_tx, masker_grads, masker_stats),
+        phi=update_player(state.phi, method.players.phi_tx, phi_grads, phi_stats))
     metrics = {"predictor_loss": loss, "predictor_accuracy": phi_accuracy, "mask_mean": mask_mean}
     return new_state, device_mean(metrics, method.axis_name)
 
@@ -136,19 +136,19 @@ def weighted_obfuscator_step(method: Method, state: TrainState, batch: Batch, we
     (_, (masker_stats, phi_accuracy, loss)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.masker.params)
     grads = device_mean(grads, method.axis_name)
-    new_state = state.replace(masker=update_player(state.masker, method.masker_tx, grads, masker_stats))
+    new_state = state.replace(masker=update_player(state.masker, method.players.masker_tx, grads, masker_stats))
     metrics = {"obfuscator_loss": loss, "obfuscator_accuracy": phi_accuracy}
     return new_state, device_mean(metrics, method.axis_name)
 
 
 def check_round_batches(method: Method, batches: Batch) -> None:
     """A round takes one stacked batch per step: predictor_steps + obfuscator_steps of them."""
-    num_steps = method.predictor_steps + method.obfuscator_steps
+    num_steps = method.game.predictor_steps + method.game.obfuscator_steps
     leading = {v.shape[0] for v in jax.tree.leaves(batches)}
     if leading != {num_steps}:
         raise ValueError(
             f"train_round needs {num_steps} stacked batches (predictor_steps="
-            f"{method.predictor_steps} + obfuscator_steps={method.obfuscator_steps}); "
+            f"{method.game.predictor_steps} + obfuscator_steps={method.game.obfuscator_steps}); "
             f"got leading axes {sorted(leading)}")
 
 
@@ -174,7 +174,7 @@ def eval_step(method: Method, state: TrainState, batch: Batch) -> Metrics:
     """
     images, labels = batch["image"], batch["label"]
     m, keep, rest, _ = masker_split(method, state.masker.params, state.masker.batch_stats, images, False)
-    logits_revealed = method.phi.apply(state.phi.variables, classifier_input(method, keep, images), train=False)
+    logits_revealed = method.players.phi.apply(state.phi.variables, classifier_input(method, keep, images), train=False)
     logits_hidden, _ = _phi_train(method, state.phi.params, state.phi.batch_stats,
                                   classifier_input(method, rest, images))
     hits = lambda logits: jnp.sum((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
@@ -185,10 +185,10 @@ def eval_step(method: Method, state: TrainState, batch: Batch) -> Metrics:
         # next to which the evaluation's fresh probes show whether they are strong enough.
         **({"correct_complement": jnp.max(jnp.stack([
             hits(_apply_player_train(module, player, classifier_input(method, rest, images)))
-            for module, player in zip(method.complement, state.complement)]))} if method.complement else {}),
+            for module, player in zip(method.players.complement, state.complement)]))} if method.players.complement else {}),
         **({"correct_pattern": jnp.max(jnp.stack([
             hits(_apply_player_train(module, player, (keep > 0).astype(jnp.float32)))
-            for module, player in zip(method.pattern, state.pattern)]))} if method.pattern else {}),
+            for module, player in zip(method.players.pattern, state.pattern)]))} if method.players.pattern else {}),
         "revealed": jnp.sum((keep > 0).astype(jnp.float32)),
         "count": jnp.asarray(labels.shape[0], jnp.float32),
     }

@@ -113,7 +113,7 @@ def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bo
     steps = parallel.build(config, image_shape)
     logging.info("process %d/%d, %d local / %d global devices (%s), parallel=%s, k=%d of %d pixels",
                  jax.process_index(), jax.process_count(), jax.local_device_count(),
-                 len(steps.devices), steps.devices[0].platform, steps.mode, steps.method.k,
+                 len(steps.devices), steps.devices[0].platform, steps.mode, steps.method.reveal.k,
                  config.image_size ** 2)
     rounds_batches = config.predictor_steps + config.obfuscator_steps
     # Decode this process's shard of each split once: batches are then index

@@ -138,7 +138,7 @@ def predictor_masks_step(method: Method, state: TrainState, batch: Batch, phi_ma
     def masker_loss(masker_params):
         m, keep, _, masker_stats = steps.masker_split(method, masker_params, state.masker.batch_stats,
                                                       images, True)
-        logits, _ = apply_train(method.phi, state.phi, state.phi.params,
+        logits, _ = apply_train(method.players.phi, state.phi, state.phi.params,
                                 steps.classifier_input(method, keep, images))
         cross_entropy = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         loss = masker_objective(method, state, cross_entropy, m)
@@ -149,7 +149,7 @@ def predictor_masks_step(method: Method, state: TrainState, batch: Batch, phi_ma
     masks = phi_masks(lax.stop_gradient(keep), step_key(method, state, 17))
 
     def phi_loss(phi_params):
-        logits, phi_stats = apply_train(method.phi, state.phi, phi_params,
+        logits, phi_stats = apply_train(method.players.phi, state.phi, phi_params,
                                         steps.classifier_input(method, masks, images))
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
         return loss, (phi_stats, steps.accuracy(logits, labels))
@@ -158,8 +158,8 @@ def predictor_masks_step(method: Method, state: TrainState, batch: Batch, phi_ma
         state.phi.params)
     masker_grads, phi_grads = steps.device_mean((masker_grads, phi_grads), method.axis_name)
     new_state = state.replace(
-        masker=steps.update_player(state.masker, method.masker_tx, masker_grads, masker_stats),
-        phi=steps.update_player(state.phi, method.phi_tx, phi_grads, phi_stats))
+        masker=steps.update_player(state.masker, method.players.masker_tx, masker_grads, masker_stats),
+        phi=steps.update_player(state.phi, method.players.phi_tx, phi_grads, phi_stats))
     metrics = {"predictor_loss": masker_loss_value, "predictor_accuracy": masker_accuracy,
                "predictor_cross_entropy": cross_entropy, "phi_loss": phi_loss_value,
                "phi_accuracy": phi_accuracy, "mask_mean": mask_mean,
@@ -170,15 +170,15 @@ def predictor_masks_step(method: Method, state: TrainState, batch: Batch, phi_ma
 def random_mask_predictor_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """REAL-X utility: Φ learns from random exact-k masks only; the masker learns against it."""
     def masks(keep, rng):
-        return random_masks(example_keys(method, rng, keep.shape[0]), keep.shape, method.k)
+        return random_masks(example_keys(method, rng, keep.shape[0]), keep.shape, method.reveal.k)
     return predictor_masks_step(method, state, batch, masks)
 
 
 def multi_rate_masks(method: Method):
-    """``phi_masks`` of random masks at rates over [method.min_mask_rate, 1] (see ``random_masks_at_rates``)."""
+    """``phi_masks`` of random masks at rates over [method.game.min_mask_rate, 1] (see ``random_masks_at_rates``)."""
     def masks(keep, rng):
         return random_masks_at_rates(example_keys(method, rng, keep.shape[0]), keep.shape,
-                                     method.min_mask_rate)
+                                     method.game.min_mask_rate)
     return masks
 
 

@@ -102,6 +102,6 @@ def test_masker_release_reveals_exactly_k(smoke_config, tmp_path, images):
     bundle = load_masker(export_masker(state, smoke_config, str(tmp_path / "bundle"), step=0))
     released, revealed = baselines.masker(bundle)(images)
     check_release(released, revealed, images)
-    np.testing.assert_array_equal(revealed.sum((1, 2, 3)), method.k)
+    np.testing.assert_array_equal(revealed.sum((1, 2, 3)), method.reveal.k)
     _, revealed = baselines.masker(bundle, topk_fraction=0.05)(images)
     np.testing.assert_array_equal(revealed.sum((1, 2, 3)), round(0.05 * H * W))

@@ -158,7 +158,7 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
         assert len(methods[name]["task_region_revealed_per_class"]) == smoke_config.num_classes
     # The Oracle reveals exactly k, all of each task region that fits in k; the Oracle-exact the
     # task region alone (hair: about a quarter of the image, within the default cap K = 0.5).
-    assert methods["Oracle"]["revealed_fraction"] == method.k / 32 ** 2
+    assert methods["Oracle"]["revealed_fraction"] == method.reveal.k / 32 ** 2
     assert methods["Oracle-exact"]["task_region_revealed"] == 1.0 and methods["Oracle-exact"]["task_region_share"] == 1.0
     assert methods["Oracle-exact"]["revealed_fraction"] < methods["Oracle"]["revealed_fraction"]
     bins = methods["Oracle-exact"]["task_accuracy_hidden_part_by_hidden_task_pixels"]
@@ -170,9 +170,9 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
     for name, row in methods.items():
         assert 0 <= row["task_region_revealed"] <= 1, name
     # Random-K reveals about K of the task region.
-    assert methods["Random-K"]["task_region_revealed"] == pytest.approx(method.k / 32 ** 2, abs=0.05)
-    assert methods["Random-K"]["revealed_fraction"] == method.k / 32 ** 2
-    assert methods["Ours"]["revealed_fraction"] <= method.k / 32 ** 2        # the default reveal: K a cap
+    assert methods["Random-K"]["task_region_revealed"] == pytest.approx(method.reveal.k / 32 ** 2, abs=0.05)
+    assert methods["Random-K"]["revealed_fraction"] == method.reveal.k / 32 ** 2
+    assert methods["Ours"]["revealed_fraction"] <= method.reveal.k / 32 ** 2        # the default reveal: K a cap
     assert [p["topk_fraction"] for p in results["k_sweep"]["Ours"]] == [0.1, 0.25]
     assert results["k_sweep"]["Random-K"][0]["revealed_fraction"] == pytest.approx(0.1, abs=1e-3)
 

@@ -63,12 +63,12 @@ def test_loaded_bundle_masks_exactly_like_the_live_state(live, bundle_dir):
     config, state, method, images = live
     bundle = jaxmask.load_masker(bundle_dir)
     assert (bundle.k, bundle.values, bundle.image_size, bundle.channels, bundle.step) == \
-        (method.k, "binary", IMAGE_SIZE, 3, 7)
+        (method.reveal.k, "binary", IMAGE_SIZE, 3, 7)
     assert bundle.config == checkpoint.config_dict(config)
     assert bundle.classifier is None and bundle.classifier_variables is None
     for values in ("binary", "soft"):
         # Both jitted: eager and fused soft masks may differ in the last bit.
-        want = jax.jit(functools.partial(steps.mask_images, method.masker, k=method.k, values=values))(
+        want = jax.jit(functools.partial(steps.mask_images, method.players.masker, k=method.reveal.k, values=values))(
             state.masker.variables, images)
         for got in (bundle.mask(images, values=values),
                     jax.jit(functools.partial(steps.mask_images, bundle.masker, k=bundle.k, values=values))(
@@ -78,7 +78,7 @@ def test_loaded_bundle_masks_exactly_like_the_live_state(live, bundle_dir):
                 np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
     released, mask = bundle(images)
     assert mask.shape == (5, IMAGE_SIZE, IMAGE_SIZE, 1)
-    np.testing.assert_array_equal(np.asarray(mask).reshape(5, -1).sum(1), method.k)
+    np.testing.assert_array_equal(np.asarray(mask).reshape(5, -1).sum(1), method.reveal.k)
     _, half = bundle.mask(images, topk_fraction=0.5)
     np.testing.assert_array_equal(np.asarray(half).reshape(5, -1).sum(1), IMAGE_SIZE * IMAGE_SIZE // 2)
     with pytest.raises(ValueError, match=r"takes \(B, 16, 16, 3\) images"):
@@ -105,8 +105,8 @@ def test_classifier_is_included_on_request(live, tmp_path):
                                                       with_classifier=True))
     # Φ sees the revealed part and, with the mask channel (the default game), its 0/1 mask.
     inputs = (np.concatenate([images, np.ones((*images.shape[:3], 1), images.dtype)], -1)
-              if method.mask_channel else images)
-    want = method.phi.apply(state.phi.variables, inputs, train=False)
+              if method.game.mask_channel else images)
+    want = method.players.phi.apply(state.phi.variables, inputs, train=False)
     np.testing.assert_array_equal(bundle.classifier.apply(bundle.classifier_variables, inputs, train=False), want)
 
 
@@ -206,7 +206,7 @@ print(bundle.step, bundle.metrics["step"], bundle.metrics["accuracy_revealed"], 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["7", "7", "0.625", "True"]
-    _, want = steps.mask_images(method.masker, state.masker.variables, images, method.k)
+    _, want = steps.mask_images(method.players.masker, state.masker.variables, images, method.reveal.k)
     np.testing.assert_array_equal(np.load(tmp_path / "mask.npy"), want)
 
 

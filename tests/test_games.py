@@ -58,15 +58,15 @@ def compiled(setup):
 
 def test_players_and_mask_channel(setup):
     method, state = setup
-    assert len(state.complement) == len(method.complement) == 2 and len(state.pattern) == 1
+    assert len(state.complement) == len(method.players.complement) == 2 and len(state.pattern) == 1
     # Φ and Φ_c see the part plus its 0/1 mask (C + 1 channels); Ψ sees the mask alone.
     assert state.phi.params["ConvBNReLU_0"]["Conv_0"]["kernel"].shape[2] == 4
     assert state.complement[0].params["ConvBNReLU_0"]["Conv_0"]["kernel"].shape[2] == 4
     assert state.pattern[0].params["ConvBNReLU_0"]["Conv_0"]["kernel"].shape[2] == 1
     paper = build_method(game_config("paper", mask_channel=False))
-    assert paper.complement == () and paper.pattern == ()
+    assert paper.players.complement == () and paper.players.pattern == ()
     non_adversarial = build_method(game_config("realx", obfuscator_steps=0))
-    assert non_adversarial.complement == () and non_adversarial.adversary_steps == 0
+    assert non_adversarial.players.complement == () and non_adversarial.game.adversary_steps == 0
     with pytest.raises(ValueError, match="config.game='nope'"):
         build_method(game_config("nope"))
 
@@ -97,14 +97,15 @@ def test_adversary_updates_exit_early_once_every_member_is_strong(setup, compile
     batches = [batch(jax.random.key(10 + j)) for j in range(2)]
     one_step, _ = compiled["adversary"](state, batches[0])
     for exit_accuracy, expected in ((None, 2), (0.0, 1)):
-        exiting = dataclasses.replace(method, adversary_steps=2, adversary_exit_accuracy=exit_accuracy)
+        exiting = dataclasses.replace(method, game=dataclasses.replace(
+            method.game, adversary_steps=2, exit_accuracy=exit_accuracy))
         new, per_step = jax.jit(lambda s: games.adversary_updates(exiting, s, lambda j: batches[j]))(state)
         assert float(per_step[-1]["adversary_updates"]) == expected
         assert same(new.complement, one_step.complement) == (expected == 1)
         assert 0 <= float(per_step[0]["adversary_weakest_accuracy"]) <= float(per_step[0]["complement_train_accuracy"])
     config = game_config()
     config.adversary.exit_accuracy = 0.9
-    assert build_method(config).adversary_exit_accuracy == 0.9
+    assert build_method(config).game.exit_accuracy == 0.9
 
 
 def test_privacy_step_updates_only_the_masker(setup, compiled):
@@ -115,7 +116,7 @@ def test_privacy_step_updates_only_the_masker(setup, compiled):
     # Each term is a CE(uniform, ·) ≥ log 4; the pattern term has weight pattern_weight.
     assert float(metrics["complement_loss"]) >= np.log(4) - 1e-5
     np.testing.assert_allclose(metrics["obfuscator_loss"],
-                               metrics["complement_loss"] + method.pattern_weight * metrics["pattern_loss"], rtol=1e-5)
+                               metrics["complement_loss"] + method.game.pattern_weight * metrics["pattern_loss"], rtol=1e-5)
 
 
 def test_random_mask_predictor_never_learns_from_the_maskers_masks(setup, compiled):
@@ -156,7 +157,7 @@ def test_reinitialisation_refreshes_one_member_in_turn(setup, compiled):
 
 def test_round_runs_every_role_and_reveals_exactly_k(setup, compiled):
     method, state = setup
-    steps_per_round = method.predictor_steps + method.obfuscator_steps
+    steps_per_round = method.game.predictor_steps + method.game.obfuscator_steps
     batches = jax.tree.map(lambda *x: jnp.stack(x), *[batch(jax.random.key(i)) for i in range(steps_per_round)])
     round_fn = jax.jit(functools.partial(games.build_round(method), method))
     state, metrics = round_fn(state, batches)
@@ -165,7 +166,7 @@ def test_round_runs_every_role_and_reveals_exactly_k(setup, compiled):
                 "complement_train_accuracy"):
         assert np.isfinite(float(metrics[key])), key
     sums = compiled["eval"](state, batch(jax.random.key(7)))
-    assert float(sums["revealed"]) == 8 * method.k
+    assert float(sums["revealed"]) == 8 * method.reveal.k
     assert 0 <= float(sums["correct_complement"]) <= 8 and 0 <= float(sums["correct_pattern"]) <= 8
 
 
@@ -184,11 +185,11 @@ def test_capped_release_reveals_at_most_k(setup):
     from jaxmask import mask_images
     method, state = setup
     images = batch(jax.random.key(8))["image"]
-    m = method.masker.apply(state.masker.variables, images, train=False)
+    m = method.players.masker.apply(state.masker.variables, images, train=False)
     threshold = float(jnp.quantile(m, 0.8))     # about 51 of 256 pixels above it, k = 90
-    released, mask = mask_images(method.masker, state.masker.variables, images, method.k,
+    released, mask = mask_images(method.players.masker, state.masker.variables, images, method.reveal.k,
                                  reveal="cap", cap_threshold=threshold)
     counts = np.asarray(mask).reshape(8, -1).sum(1)
-    assert (counts <= method.k).all() and counts.sum() < 8 * method.k
+    assert (counts <= method.reveal.k).all() and counts.sum() < 8 * method.reveal.k
     np.testing.assert_array_equal(np.asarray(mask) > 0, (np.asarray(m) > threshold) & (np.asarray(
-        topk.topk_indicator(m, method.k)) > 0))
+        topk.topk_indicator(m, method.reveal.k)) > 0))

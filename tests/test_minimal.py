@@ -76,23 +76,23 @@ def test_dual_ascent_raises_violated_and_lowers_satisfied_multipliers(setup):
     chance = 0.25
     metrics = {"predictor_accuracy": jnp.float32(0.5),                          # utility violated by 0.45
                "complement_accuracy": jnp.float32(chance),                       # hidden satisfied by 0.05
-               "pattern_accuracy": jnp.float32(chance + method.pattern_margin)}  # exactly on the bound
+               "pattern_accuracy": jnp.float32(chance + method.game.pattern_margin)}  # exactly on the bound
     new, out = minimal.update_multipliers(method, state, metrics)
-    eta = method.dual_learning_rate
-    np.testing.assert_allclose(float(new.log_multipliers["utility"]), eta * (method.utility_accuracy - 0.5), rtol=1e-6)
-    np.testing.assert_allclose(float(new.log_multipliers["hidden"]), -eta * method.hidden_margin, rtol=1e-6)
+    eta = method.game.dual_learning_rate
+    np.testing.assert_allclose(float(new.log_multipliers["utility"]), eta * (method.game.utility_accuracy - 0.5), rtol=1e-6)
+    np.testing.assert_allclose(float(new.log_multipliers["hidden"]), -eta * method.game.hidden_margin, rtol=1e-6)
     assert float(new.log_multipliers["pattern"]) == 0.0
     assert float(out["multiplier_utility"]) > 1 > float(out["multiplier_hidden"])
     # Bounded: a constraint that cannot be met does not run away.
-    bounded = dataclasses.replace(method, dual_learning_rate=1e3)
+    bounded = dataclasses.replace(method, game=dataclasses.replace(method.game, dual_learning_rate=1e3))
     far, _ = minimal.update_multipliers(bounded, state, metrics)
-    assert float(far.log_multipliers["utility"]) == method.max_log_multiplier
+    assert float(far.log_multipliers["utility"]) == method.game.max_log_multiplier
 
 
 def test_area_term_lowers_the_reveal_when_the_constraints_are_slack(setup):
     """With every multiplier at its floor the Lagrangian is the area: the masker's scores fall."""
     method, state = setup
-    slack = state.replace(log_multipliers={k: jnp.float32(-method.max_log_multiplier) for k in minimal.CONSTRAINTS})
+    slack = state.replace(log_multipliers={k: jnp.float32(-method.game.max_log_multiplier) for k in minimal.CONSTRAINTS})
     step = jax.jit(functools.partial(minimal.minimal_utility_step, method))
     one = batch(jax.random.key(1))
     means = []
@@ -100,7 +100,7 @@ def test_area_term_lowers_the_reveal_when_the_constraints_are_slack(setup):
         slack, metrics = step(slack, one)
         means.append(float(metrics["mask_mean"]))       # train-mode mean(m), before each update
     assert means[-1] < means[0] - 0.005 and all(b <= a for a, b in zip(means, means[1:]))
-    assert 0 <= float(metrics["revealed_fraction"]) <= method.k / 256
+    assert 0 <= float(metrics["revealed_fraction"]) <= method.reveal.k / 256
 
 
 def test_phi_learns_only_from_random_masks(setup):
@@ -123,7 +123,7 @@ def test_round_plays_the_table_row_reveals_at_most_k_and_updates_the_multipliers
         np.testing.assert_allclose(float(jnp.log(metrics[f"multiplier_{name}"])),
                                    float(new.log_multipliers[name]), rtol=1e-5, atol=1e-6)
     assert not same(new.log_multipliers, state.log_multipliers)
-    assert 0 <= float(metrics["revealed_fraction"]) <= method.k / 256 + 1e-6
+    assert 0 <= float(metrics["revealed_fraction"]) <= method.reveal.k / 256 + 1e-6
     # The games table is the only place a game is named: every row plays through the same function.
     assert games.build_round(method) is games.play_round
     assert set(games.GAMES) >= {"paper", "complement", "realx", "shuffled", "minimal"}

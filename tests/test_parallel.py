@@ -51,7 +51,7 @@ def run(mode, num_devices, game="paper"):
 def _run(mode, num_devices, game):
     steps = parallel.build(config_for(mode, num_devices, game), IMAGE_SHAPE)
     state = steps.init_state(jax.random.key(0))
-    per_round = steps.method.predictor_steps + steps.method.obfuscator_steps
+    per_round = steps.method.game.predictor_steps + steps.method.game.obfuscator_steps
     for r in range(ROUNDS):
         state, metrics = steps.train_round(state, global_batches(r, per_round))
     evaluation = steps.eval_step(state, jax.tree.map(lambda x: x[0], global_batches(99, per_round)))

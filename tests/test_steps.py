@@ -85,13 +85,13 @@ def test_eval_step_and_mask_images_reveal_exactly_k(setup):
     one = jax.tree.map(lambda x: x[0], batch(jax.random.key(6), 1))
     sums = jax.jit(functools.partial(eval_step, method))(state, one)
     assert float(sums["count"]) == 8
-    assert float(sums["revealed"]) == 8 * method.k
+    assert float(sums["revealed"]) == 8 * method.reveal.k
     assert 0 <= float(sums["correct_revealed"]) <= 8 and 0 <= float(sums["correct_hidden"]) <= 8
-    released, mask = mask_images(method.masker, state.masker.variables, one["image"], method.k)
-    np.testing.assert_array_equal(np.asarray(mask).reshape(8, -1).sum(1), method.k)
+    released, mask = mask_images(method.players.masker, state.masker.variables, one["image"], method.reveal.k)
+    np.testing.assert_array_equal(np.asarray(mask).reshape(8, -1).sum(1), method.reveal.k)
     np.testing.assert_array_equal(released, np.asarray(one["image"]) * np.asarray(mask))
-    soft, soft_mask = mask_images(method.masker, state.masker.variables, one["image"], method.k, "soft")
-    np.testing.assert_array_equal(np.count_nonzero(np.asarray(soft_mask).reshape(8, -1), axis=1), method.k)
+    soft, soft_mask = mask_images(method.players.masker, state.masker.variables, one["image"], method.reveal.k, "soft")
+    np.testing.assert_array_equal(np.count_nonzero(np.asarray(soft_mask).reshape(8, -1), axis=1), method.reveal.k)
 
 
 def test_masker_refuses_indivisible_images():
