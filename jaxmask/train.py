@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmask import checkpoint, parallel
+from jaxmask import checkpoint, parallel, validation
 from jaxmask.data import cache as cache_lib
 from jaxmask.data import pipeline
 from jaxmask.metrics import MetricsWriter, PhaseTimer
@@ -98,6 +98,7 @@ def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bo
     (else refused: jaxmask/checkpoint.py).
     """
     # ---- Setup: devices, steps, data.
+    validation.check_training_config(config)     # the commands' checks, for every caller of the API
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     # Before anything compiles: a workdir whose checkpoint has other shapes or meaning is refused.
