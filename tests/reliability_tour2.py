@@ -1175,7 +1175,7 @@ def run_tour(out_json: str, selected: list[str]) -> None:
 
 def _short(text: str, limit: int = 170) -> str:
     import re
-    text = re.sub(r"/tmp/jaxmask-tour2?-[^/ ]+/case\d+/", "", text)
+    text = re.sub(r"/tmp/jaxmask-tour2?-[^/ ]+/case\d+/?", "", text)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
