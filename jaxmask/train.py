@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmask import checkpoint, parallel, validation
+from jaxmask import checkpoint, parallel
 from jaxmask.data import cache as cache_lib
 from jaxmask.data import pipeline
 from jaxmask.metrics import MetricsWriter, PhaseTimer
@@ -78,7 +78,13 @@ def _train_round(steps: parallel.ParallelSteps, state, batches):
 
 
 def _due(step: int, every: int | None) -> bool:
-    """Whether an ``*_every`` interval falls on ``step`` (None: never; the last round always counts elsewhere)."""
+    """Whether an ``*_every`` interval falls on ``step`` (None: never; the last round always counts elsewhere).
+
+    The commands refuse an interval below 1 up front (jaxmask/validation.py); an API caller passing 0
+    gets the same sentence here, not a ZeroDivisionError.
+    """
+    if every is not None and (not isinstance(every, int) or every < 1):
+        raise ValueError(f"an *_every interval of {every!r}: it must be an integer ≥ 1 (rounds), or None for never")
     return every is not None and step % every == 0
 
 
@@ -98,7 +104,6 @@ def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bo
     (else refused: jaxmask/checkpoint.py).
     """
     # ---- Setup: devices, steps, data.
-    validation.check_training_config(config)     # the commands' checks, for every caller of the API
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     # Before anything compiles: a workdir whose checkpoint has other shapes or meaning is refused.
