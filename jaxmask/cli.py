@@ -32,20 +32,6 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``jaxmask <command> …``; a Ctrl-C or SIGTERM ends it in one line (``_stoppable``), imports included."""
-    argv = list(sys.argv if argv is None else argv)
-    name = argv[1] if len(argv) > 1 else ""
-    # Not for `train`: a multi-process training keeps SIGTERM's default (its preemption is
-    # coordinated by JAX), a single-process one installs its own (StopOnSignal, a checkpoint first).
-    if name != "train" and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_stopped)
-    try:
-        _main(argv)
-    except (KeyboardInterrupt, Stopped) as stop:     # before the command's own main started
-        _stopped(name, stop, "nothing was written")
-
-
-def _main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(usage())
@@ -54,11 +40,22 @@ def _main(argv: list[str] | None = None) -> None:
     if name not in COMMANDS:
         print(f"jaxmask: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
+    # From here on a SIGTERM ends in one line (_stoppable), imports included; not for `train`:
+    # a multi-process training keeps SIGTERM's default (its preemption is coordinated by JAX),
+    # a single-process one installs its own (StopOnSignal, a checkpoint first).
+    if name != "train" and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_stopped)
+    try:
+        _run(name, argv)
+    except (KeyboardInterrupt, Stopped) as stop:     # before the command's own main started
+        _stopped(name, stop, "nothing was written")
+
+
+def _run(name: str, argv: list[str]) -> None:
     from jaxmask import platform
     platform.configure_xla_defaults()   # before any JAX backend starts; see jaxmask/platform.py
     from absl import app, flags
     command = importlib.import_module(f"jaxmask.commands.{name}")
-    command.main = _stoppable(name, command)     # a stop inside the command: its own STOPPED line
     command.define_flags()
     # absl's --help lists the key flags of the module named by sys.argv[0] (the
     # console script, or cli.py under `python -m`): make the command's flags
@@ -67,7 +64,7 @@ def _main(argv: list[str] | None = None) -> None:
         if module_name.startswith("jaxmask.commands"):
             for flag in defined:
                 flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(command.main, argv=[f"jaxmask {name}", *argv[2:]],
+    app.run(_stoppable(name, command), argv=[f"jaxmask {name}", *argv[2:]],
             flags_parser=lambda args: parse_flags(name, args))
 
 
@@ -87,11 +84,9 @@ def _stoppable(name: str, command):
     the stop leaves. ``train`` handles SIGTERM itself (a checkpoint first:
     jaxmask/workdir.py StopOnSignal); a second Ctrl-C ends here.
     """
-    command_main = command.main
-
     def main(argv):
         try:
-            return command_main(argv)
+            return command.main(argv)
         except (KeyboardInterrupt, Stopped) as stop:
             _stopped(name, stop, getattr(command, "STOPPED", "nothing half-written is left; run the same "
                                                              "command again"))
