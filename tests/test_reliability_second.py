@@ -309,10 +309,14 @@ def _changed(config, name, value):
 
 def test_resume_refusals_are_derived_from_the_state_and_its_meaning(smoke_config):
     saved = checkpoint.config_dict(smoke_config)
-    shapes = {"mask_channel": False, "game": "paper", "obfuscator_steps": 0,
+    shapes = {"mask_channel": not smoke_config.mask_channel, "game": "paper", "obfuscator_steps": 0,
               "adversary.complement_widths": ((8, 8, 8, 16),), "adversary.pattern_weight": 0.0,
               "adversary.hidden": 32, "phi_hidden": 32, "masker_widths": (8, 32)}
-    meaning = {"topk_fraction": 0.5, "mask_values": "soft", "reveal": "cap", "seed": 7, "task": "expression"}
+    # Values other than the config's own, whatever its defaults are.
+    meaning = {"topk_fraction": 0.3 if smoke_config.topk_fraction != 0.3 else 0.2,
+               "mask_values": "soft" if smoke_config.mask_values == "binary" else "binary",
+               "reveal": "exact" if smoke_config.reveal == "cap" else "cap", "seed": smoke_config.seed + 7,
+               "task": "expression" if smoke_config.task == "hair" else "hair"}
     def shapes_of(config):
         return [(x.shape, x.dtype) for x in jax.tree.leaves(checkpoint.state_template(config))]
     reference = shapes_of(smoke_config)
