@@ -78,7 +78,13 @@ def _train_round(steps: parallel.ParallelSteps, state, batches):
 
 
 def _due(step: int, every: int | None) -> bool:
-    """Whether an ``*_every`` interval falls on ``step`` (None: never; the last round always counts elsewhere)."""
+    """Whether an ``*_every`` interval falls on ``step`` (None: never; the last round always counts elsewhere).
+
+    The commands refuse an interval below 1 up front (jaxmask/validation.py); an API caller passing 0
+    gets the same sentence here, not a ZeroDivisionError.
+    """
+    if every is not None and (not isinstance(every, int) or every < 1):
+        raise ValueError(f"an *_every interval of {every!r}: it must be an integer ≥ 1 (rounds), or None for never")
     return every is not None and step % every == 0
 
 

@@ -1173,6 +1173,12 @@ def run_tour(out_json: str, selected: list[str]) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _short(text: str, limit: int = 170) -> str:
+    import re
+    text = re.sub(r"/tmp/jaxmask-tour2?-[^/ ]+/case\d+/?", "", text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def table(before_json: str, after_json: str) -> str:
     before = {r["kind"]: r for r in json.load(open(before_json))}
     after = json.load(open(after_json))
@@ -1180,10 +1186,10 @@ def table(before_json: str, after_json: str) -> str:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in after:
         b = before.get(r["kind"])
-        b_text = "not run" if b is None else f"**{'ok' if b['ok'] else 'BAD'}** — {tour._short(b['what'])}"
+        b_text = "not run" if b is None else f"**{'ok' if b['ok'] else 'BAD'}** — {_short(b['what'])}"
         kind = ("(issue) " if r.get("found") else "") + r["kind"]
         lines.append(f"| {r['n']} | {r['rule']} | {r['category']} | {kind} | `{r['command']}` | {b_text} | "
-                     f"**{'ok' if r['ok'] else 'BAD'}** — {tour._short(r['what'])} |")
+                     f"**{'ok' if r['ok'] else 'BAD'}** — {_short(r['what'])} |")
     return "\n".join(lines)
 
 

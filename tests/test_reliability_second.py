@@ -309,10 +309,14 @@ def _changed(config, name, value):
 
 def test_resume_refusals_are_derived_from_the_state_and_its_meaning(smoke_config):
     saved = checkpoint.config_dict(smoke_config)
-    shapes = {"mask_channel": False, "game": "paper", "obfuscator_steps": 0,
+    shapes = {"mask_channel": not smoke_config.mask_channel, "game": "paper", "obfuscator_steps": 0,
               "adversary.complement_widths": ((8, 8, 8, 16),), "adversary.pattern_weight": 0.0,
               "adversary.hidden": 32, "phi_hidden": 32, "masker_widths": (8, 32)}
-    meaning = {"topk_fraction": 0.5, "mask_values": "soft", "reveal": "cap", "seed": 7, "task": "expression"}
+    # Values other than the config's own, whatever its defaults are.
+    meaning = {"topk_fraction": 0.3 if smoke_config.topk_fraction != 0.3 else 0.2,
+               "mask_values": "soft" if smoke_config.mask_values == "binary" else "binary",
+               "reveal": "exact" if smoke_config.reveal == "cap" else "cap", "seed": smoke_config.seed + 7,
+               "task": "expression" if smoke_config.task == "hair" else "hair"}
     def shapes_of(config):
         return [(x.shape, x.dtype) for x in jax.tree.leaves(checkpoint.state_template(config))]
     reference = shapes_of(smoke_config)
@@ -333,8 +337,9 @@ def test_a_refused_resume_leaves_config_json_as_it_was(tmp_path):
     (tmp_path / "W" / "config.json").write_text(config.to_json_best_effort(indent=2))
     before = (tmp_path / "W" / "config.json").read_bytes()
     start = time.time()
+    other_k = 0.3 if config.topk_fraction != 0.3 else 0.2
     with pytest.raises(checkpoint.IncompatibleCheckpointError, match="topk_fraction"):
-        train.train_and_evaluate(_changed(config, "topk_fraction", 0.5), str(tmp_path / "W"))
+        train.train_and_evaluate(_changed(config, "topk_fraction", other_k), str(tmp_path / "W"))
     assert time.time() - start < 30 and (tmp_path / "W" / "config.json").read_bytes() == before
 
 

@@ -107,7 +107,7 @@ def check_outputs(workdir: str, runs, overwrite: bool) -> None:
         if step is not None and step != run_config.num_rounds:
             raise ValueError(f"{bundle} holds a masker of round {step}, which this run (num_rounds="
                              f"{run_config.num_rounds}) would replace: pass --overwrite, or another --workdir")
-    evaluate_command.check_report_folder(os.path.join(workdir, "report"), overwrite, "--workdir's report folder")
+    evaluate_command.check_report_folder(os.path.join(workdir, "report"), overwrite, "--workdir")
 
 
 def train_and_export(config, workdir: str, overwrite: bool = False) -> str:
@@ -180,11 +180,11 @@ def main(argv) -> None:
         os.makedirs(workdir, exist_ok=True)
         lock = workdir_lib.lock_folder(workdir, "jaxmask run", "--workdir")    # one run per workdir
         lock.__enter__()
-        check_outputs(workdir, runs, FLAGS.overwrite)
-    except ValueError as error:
+    except (OSError, ValueError) as error:
         raise SystemExit(f"jaxmask run: error: {error}") from None
     bundles = {}
     try:
+        check_outputs(workdir, runs, FLAGS.overwrite)
         for name, run_config, subdir in runs:
             print(f"[run {time.time() - start:5.0f} s] training {name} "
                   f"(game={run_config.game}, mask_channel={run_config.mask_channel}, {run_config.num_rounds} "
