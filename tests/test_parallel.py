@@ -26,8 +26,7 @@ def config_for(mode, num_devices, game="paper"):
     # keys folded from the global index) and the mask channel.
     config.game = game
     config.mask_channel = game != "paper"
-    if game != "paper":   # one utility + one privacy step a round: the unrolled round compiles in half the time
-        config.predictor_steps = 1
+    config.predictor_steps = 1   # one utility + one privacy step a round: the unrolled round compiles in half the time
     config.image_size = IMAGE_SHAPE[0]
     config.parallel, config.num_devices = mode, num_devices
     config.dtype = "float64"
