@@ -79,8 +79,27 @@ def test_eight_devices_match_one(single, mode):
     assert_runs_match(run(mode, 8), single)
 
 
+@pytest.mark.slow
 def test_realx_game_under_pmap_matches_one_device():
+    """Two float64 compiles of the realx round (~1 min on 2 cores); the fast sibling is the next test."""
     assert_runs_match(run("pmap", 8, "realx"), run("jit", 1, "realx"))
+
+
+def test_realx_evaluation_under_pmap_matches_one_device():
+    """The realx game's evaluation (masker, exact-k split, Φ and both adversaries, mask channel) summed
+    over 8 pmap devices equals one device's, without compiling a round (tests/test_games.py checks
+    that each image's random mask depends on its own key alone, which keeps a sharded round equal)."""
+    evaluations = []
+    with jax.enable_x64(True):
+        for mode, num_devices in (("pmap", 8), ("jit", 1)):
+            steps = parallel.build(config_for(mode, num_devices, "realx"), IMAGE_SHAPE)
+            state = steps.init_state(jax.random.key(0))
+            batch = jax.tree.map(lambda x: x[0], global_batches(99, 2))
+            evaluations.append(jax.device_get(steps.eval_step(state, batch)))
+    pmapped, single = evaluations
+    assert {"correct_complement", "correct_pattern"} <= set(single)
+    for key in single:
+        np.testing.assert_allclose(pmapped[key], single[key], rtol=1e-5)
 
 
 def test_batch_not_divisible_by_devices_is_refused():
