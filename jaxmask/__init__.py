@@ -4,7 +4,7 @@ The Python API (DESIGN.md §6). Every public name below loads its module on
 first use (PEP 562 ``__getattr__``), so a command imports only what it needs:
 ``jaxmask.load_masker`` and ``jaxmask mask`` go through ``jaxmask.export``
 alone, never the training stack (optax, orbax, jaxmask.state/steps/games);
-tests/test_export.py checks it in a fresh interpreter.
+tests/test_mask_cli.py checks it in a fresh interpreter.
 """
 
 from __future__ import annotations

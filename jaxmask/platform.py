@@ -209,7 +209,8 @@ def describe_cache_use(before: dict[str, int], after: dict[str, int]) -> str:
     """One phrase for a log line: did the phase between the two snapshots load its programs from the cache?
 
     "hit" (every program loaded), "miss" (every program compiled), "partial
-    hit", "no compilation" (all compiled earlier in this process), or "off".
+    hit", "not used" (nothing compiled: all compiled earlier in this process),
+    or "off".
     """
     if active_cache_dir() is None:
         return "compilation cache off"

@@ -161,7 +161,9 @@ def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bo
     train_metrics: dict[str, float] = {}
     eval_metrics: dict[str, float] = {}
     images_per_round = config.batch_size * rounds_batches
-    cache_before = platform.cache_counts()     # the first round's log line says if it compiled
+    # The first round's log line says whether it compiled, and its process CPU time (which,
+    # unlike the wall time, other load on the machine barely changes).
+    cache_before, cpu_before = platform.cache_counts(), time.process_time()
     # Checkpoints every checkpoint_every rounds, at the end, and when SIGTERM/SIGINT
     # (or a multi-process preemption) asks to stop: the round finishes, then saves.
     with checkpoints, writer, checkpoint.StopOnSignal() as stop:
@@ -176,7 +178,8 @@ def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bo
             window_rounds += 1
             if round_index == first_round:
                 jax.block_until_ready(state)
-                logging.info("first round (compilation included) took %.1f s; %s", timer.elapsed(),
+                logging.info("first round (compilation included) took %.1f s (%.1f s of CPU); %s",
+                             timer.elapsed(), time.process_time() - cpu_before,
                              platform.describe_cache_use(cache_before, platform.cache_counts()))
                 window, window_rounds = None, 0
                 timer.reset()

@@ -118,8 +118,10 @@ def test_xla_defaults_only_on_measured_jaxlib():
 def test_bench_end_to_end_smoke(tmp_path):
     """--end_to_end runs its three measurements on a prepared tiny synth_faces (numbers not judged)."""
     out = tmp_path / "e2e.json"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["XLA_FLAGS"] = "--xla_backend_optimization_level=0"
+    # One device and the session's XLA flags: the smoke round is tests/test_checkpoint.py's `jaxmask
+    # train` round, loaded from the session's compilation cache rather than compiled again.
+    from test_checkpoint import train_env
+    env = train_env()
     proc = subprocess.run(
         [sys.executable, "-m", "jaxmask.cli", "bench", "--end_to_end",
          "--config", str(ROOT / "configs" / "synth_hair.py") + ":smoke", "--num_train=64",

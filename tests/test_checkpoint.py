@@ -7,7 +7,11 @@ middle of training, a SIGTERM, and a final resume to the end. Kill points are
 chosen from the log lines, never by sleeping. The subprocesses share the
 session's persistent compilation cache (tests/conftest.py) with
 tests/test_train.py's run of the same programs, so at most the first of them
-compiles, and every later one says so in its first-round log line.
+compiles, and every later one says so in its first-round log line. They are
+slow (five training processes, ~1 min on 2 cores); their fast siblings are the
+in-process tests below: a half-written checkpoint never counts and is cleaned
+up, SIGTERM sets the stop reason, state and data position survive a restore
+across device counts, a workdir of other shapes is refused.
 """
 
 import json
@@ -121,6 +125,7 @@ def runs(tmp_path_factory):
     return reference, resumed, seen
 
 
+@pytest.mark.slow
 def test_every_run_says_whether_its_first_round_compiled(runs):
     _, _, seen = runs
     logs = [seen[name][1] for name in ("reference", "kill_in_training", "sigterm", "final")]
@@ -133,6 +138,7 @@ def test_every_run_says_whether_its_first_round_compiled(runs):
         assert "compilation cache hit: " in found[0], found
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_save_never_leaves_it_as_the_latest(runs):
     _, resumed, seen = runs
     returncode, _ = seen["kill_in_save"]
@@ -146,6 +152,7 @@ def test_sigkill_during_a_save_never_leaves_it_as_the_latest(runs):
     assert not any("tmp" in name for name in seen["after_kill_in_training"])
 
 
+@pytest.mark.slow
 def test_sigterm_exits_non_zero_with_a_checkpoint_of_the_round_reached(runs):
     _, resumed, seen = runs
     returncode, log = seen["sigterm"]
@@ -158,6 +165,7 @@ def test_sigterm_exits_non_zero_with_a_checkpoint_of_the_round_reached(runs):
     assert f"resuming from the checkpoint of round {step}" in seen["final"][1]
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_ends_bit_identical(runs):
     reference, resumed, seen = runs
     assert seen["reference"][0] == 0 and seen["final"][0] == 0, seen["final"][1][-3000:]
@@ -176,12 +184,16 @@ def test_killed_and_resumed_run_ends_bit_identical(runs):
     assert [r[:2] for r in records(resumed)] == sorted(set(r[:2] for r in records(resumed)))
 
 
-def test_a_workdir_of_other_shapes_is_refused_naming_the_field(runs):
-    reference, _, seen = runs
-    returncode, log = train(reference, seen["env"], "--config.masker_widths=(8,32)")
+def test_a_workdir_of_other_shapes_is_refused_naming_the_field(tmp_path):
+    """`jaxmask train` on a workdir checkpointed with other masker widths: exit 1 before compiling."""
+    config = load_config("synth_hair", "smoke")
+    with checkpoint.TrainCheckpoints(str(tmp_path), config) as checkpoints:
+        checkpoints.save(EVERY, _random_state(config, EVERY), _iterator(1))
+    returncode, log = train(str(tmp_path), train_env(), "--config.masker_widths=(8,32)")
     assert returncode == 1
     assert "masker_widths=[8, 16]" in log and "masker_widths=[8, 32]" in log, log[-2000:]
-    assert sorted(os.listdir(os.path.join(reference, "checkpoints")), key=int) == [str(ROUNDS - EVERY), str(ROUNDS)]
+    assert "first round" not in log
+    assert os.listdir(tmp_path / "checkpoints") == [str(EVERY)]
 
 
 def test_compare_configs_names_shape_fields_and_reports_the_rest():

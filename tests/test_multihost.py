@@ -14,6 +14,11 @@ only, and the two processes read disjoint shards. The stages run their
 processes concurrently; stage 2's single process reuses stage 1's compiled
 programs through the session's persistent compilation cache (tests/conftest.py).
 
+The two-stage runs are slow (six worker processes, ~1.5 min on 2 cores): the
+fast siblings are the start-up checks below, tests/test_data_pipeline.py's
+in-process shard tests (two processes' shards are disjoint and cover the split)
+and tests/test_checkpoint.py's restore across device counts and parallel modes.
+
 Also: ahead-of-time compilation of the TPU-pod configs on an 8-device CPU
 mesh (sharding errors without hardware; prints the compiled memory analysis).
 """
@@ -113,6 +118,7 @@ def _assert_states_close(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_two_processes_join_one_runtime(runs):
     for index in (0, 1):
         _, info = _result(runs, "A", index)
@@ -132,6 +138,7 @@ def test_two_processes_join_one_runtime(runs):
     assert json.loads((runs / "A" / "config.json").read_text())["batch_size"] == 16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", ["A", "D"])
 def test_both_processes_hold_the_same_state(runs, run):
     state_0, info_0 = _result(runs, run, 0)
@@ -141,6 +148,7 @@ def test_both_processes_hold_the_same_state(runs, run):
     assert info_0["validation"] == info_1["validation"]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(runs):
     two, two_info = _result(runs, "A")
     one, one_info = _result(runs, "B")
@@ -150,6 +158,7 @@ def test_two_processes_match_one_process(runs):
         assert two_info["validation"][key] == pytest.approx(value, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_checkpoints_restore_across_process_counts(runs):
     # C: 1 process from the 2-process checkpoint; D: 2 processes (pmap) from the 1-process one.
     one, one_info = _result(runs, "C")
@@ -161,6 +170,7 @@ def test_checkpoints_restore_across_process_counts(runs):
     _assert_states_close(two, one)
 
 
+@pytest.mark.slow
 def test_processes_read_disjoint_shards(runs):
     shards = [_result(runs, "A", i)[1]["shards"] for i in (0, 1)]
     train = [set(s["train_epoch"]) for s in shards]

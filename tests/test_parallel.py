@@ -27,8 +27,7 @@ def config_for(mode, num_devices, game="paper"):
     config.game = game
     config.mask_channel = game != "paper"
     config.reveal = "cap" if game == "minimal" else "exact"
-    if game != "paper":   # one utility + one privacy step a round: the unrolled round compiles in half the time
-        config.predictor_steps = 1
+    config.predictor_steps = 1   # one utility + one privacy step a round: the unrolled round compiles in half the time
     config.image_size = IMAGE_SHAPE[0]
     config.parallel, config.num_devices = mode, num_devices
     config.dtype = "float64"
@@ -81,10 +80,29 @@ def test_eight_devices_match_one(single, mode):
     assert_runs_match(run(mode, 8), single)
 
 
+@pytest.mark.slow
 def test_default_game_under_pmap_matches_one_device():
     """The minimal game: adversaries, random masks at many rates and judge jitter drawn per example
-    from its global index, multipliers updated from device means: pmap on 8 devices = one device."""
+    from its global index, multipliers updated from device means: pmap on 8 devices = one device.
+    Two float64 compiles of the round (~1 min on 2 cores); the fast sibling is the next test."""
     assert_runs_match(run("pmap", 8, "minimal"), run("jit", 1, "minimal"))
+
+
+def test_default_game_evaluation_under_pmap_matches_one_device():
+    """The default game's evaluation (masker, capped split, Φ and both adversaries, mask channel) summed
+    over 8 pmap devices equals one device's, without compiling a round (tests/test_games.py checks
+    that each image's random mask depends on its own key alone, which keeps a sharded round equal)."""
+    evaluations = []
+    with jax.enable_x64(True):
+        for mode, num_devices in (("pmap", 8), ("jit", 1)):
+            steps = parallel.build(config_for(mode, num_devices, "minimal"), IMAGE_SHAPE)
+            state = steps.init_state(jax.random.key(0))
+            batch = jax.tree.map(lambda x: x[0], global_batches(99, 2))
+            evaluations.append(jax.device_get(steps.eval_step(state, batch)))
+    pmapped, single = evaluations
+    assert {"correct_complement", "correct_pattern"} <= set(single)
+    for key in single:
+        np.testing.assert_allclose(pmapped[key], single[key], rtol=1e-5)
 
 
 def test_batch_not_divisible_by_devices_is_refused():
