@@ -4,7 +4,8 @@
 ``jaxmask.games.GAMES`` followed by options: ``+channel`` (mask channel on;
 off without it), ``+cap`` (reveal=cap), ``+nopattern`` (no mask-pattern
 adversary), ``+nonadv`` (obfuscator_steps=0), ``+obfN`` (N privacy steps per
-round), ``+advN`` (N adversary updates per round), ``+rN`` (N rounds).
+round), ``+advN`` (N adversary updates per round), ``+plateau`` (the
+plateau exit of those updates), ``+rN`` (N rounds).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def variant_config(base, variant: str, seed: int):
             config.obfuscator_steps = int(option[3:])
         elif option.startswith("adv"):          # adv2: two adversary updates per round
             config.adversary.steps = int(option[3:])
+        elif option == "plateau":               # stop a round's adversary updates once they stop improving
+            config.adversary.plateau = 0.0
         elif option.startswith("r"):            # r200: 200 rounds
             config.num_rounds = int(option[1:])
         else:

@@ -54,8 +54,8 @@ def boundary(m):
 
 
 # The area's unit: half the image. A fixed unit, not K: K is only a cap, and an area priced per unit
-# of K would weigh less against the constraints the looser the cap (at K = 0.7 the masker spent 1.7×
-# the hair area where K = 0.5 spent 1.27×, docs/results.md), so a loose budget would cost privacy.
+# of K would weigh less against the constraints the looser the cap, so that a loose budget would buy
+# a larger reveal by construction.
 AREA_UNIT = 0.5
 
 
