@@ -115,8 +115,14 @@ def test_xla_defaults_only_on_measured_jaxlib():
     assert platform.xla_defaults((0, 9)) == {}
 
 
+@pytest.mark.slow
 def test_bench_end_to_end_smoke(tmp_path):
-    """--end_to_end runs its three measurements on a prepared tiny synth_faces (numbers not judged)."""
+    """--end_to_end runs its three measurements on a prepared tiny synth_faces (numbers not judged).
+
+    Slow (prepares a tfds dataset, times the input paths, three rounds and a training); the fast
+    siblings: test_bench_reports_finite_throughputs (the bench command end to end),
+    tests/test_train.py (a training's time fractions) and tests/test_data_pipeline.py (the cached,
+    placed and prefetched input paths)."""
     out = tmp_path / "e2e.json"
     # One device and the session's XLA flags: the smoke round is tests/test_checkpoint.py's `jaxmask
     # train` round, loaded from the session's compilation cache rather than compiled again.
