@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxmask import evaluators
+from jaxmask import evaluators, validation
 
 SELECTED = "selected"           # the workdir's bundle of the best-scoring checkpoint
 VIEWS = ("utility", "hidden", "mask")
@@ -65,10 +65,8 @@ def validation_probes(images: np.ndarray, labels: np.ndarray, revealed: np.ndarr
     ``probe_batch_size``. Every evaluation of a run fits networks of the same
     shapes, so each view compiles once per run.
     """
+    validation.check_selection_split(len(labels), settings)
     half = len(labels) // 2
-    if half < settings.probe_batch_size:
-        raise ValueError(f"selection probes need two halves of ≥ {settings.probe_batch_size} validation "
-                         f"images (config.selection.probe_batch_size); the split has {len(labels)}")
     out = {}
     for view, x in probe_views(images, revealed).items():
         net = evaluators.train_classifier(
@@ -99,6 +97,7 @@ class Selector:
         self.num_classes = int(config.num_classes)
         split = evaluate.load_split(config, "validation", self.settings.max_images or 0)
         self.images, self.labels = split["image"], split["label"]
+        validation.check_selection_split(len(self.labels), self.settings)   # before the first round compiles
         self._mask = jax.jit(functools.partial(
             steps.mask_images, method.players.masker, k=method.reveal.k, values=method.reveal.values, reveal=method.reveal.mode,
             cap_threshold=method.reveal.cap_threshold))

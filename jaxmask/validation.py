@@ -119,6 +119,22 @@ def check_training_config(config) -> None:
                 raise ConfigError(f"config.data.num_{split}={count} is fewer than one batch of config.batch_size="
                                   f"{config.batch_size}: pass --config.data.num_{split}=<at least "
                                   f"{config.batch_size}> or a smaller --config.batch_size")
+        selection = config.get("selection")
+        count = data.get("num_validation")
+        if selection is not None and selection.get("probe_epochs") is not None and _is_int(count):
+            if selection.get("max_images"):
+                count = min(count, selection.max_images)
+            check_selection_split(count, selection)
+
+
+def check_selection_split(count: int, settings) -> None:
+    """ConfigError unless ``count`` validation images make two halves of one selection-probe batch each."""
+    if count // 2 < settings.probe_batch_size:
+        raise ConfigError(
+            f"model selection fits its probes on two halves of ≥ config.selection.probe_batch_size="
+            f"{settings.probe_batch_size} validation images, and the validation split has {count}: pass "
+            f"--config.data.num_validation=<at least {2 * settings.probe_batch_size}>, a smaller "
+            f"--config.selection.probe_batch_size, or --config.selection.probe_epochs=None (no selection)")
 
 
 def _check_pixels(fraction, image_size, name: str) -> None:

@@ -103,6 +103,7 @@ def make_config(args):
     config.num_rounds = args.rounds
     config.log_every = config.checkpoint_every = 1
     config.eval_every = 1000
+    config.selection.probe_epochs = None   # model selection is tested in tests/test_selection.py
     return config
 
 

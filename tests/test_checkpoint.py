@@ -187,6 +187,7 @@ def test_killed_and_resumed_run_ends_bit_identical(runs):
 def test_a_workdir_of_other_shapes_is_refused_naming_the_field(tmp_path):
     """`jaxmask train` on a workdir checkpointed with other masker widths: exit 1 before compiling."""
     config = load_config("synth_hair", "smoke")
+    config.data.num_train, config.data.num_validation = 48, 32  # as TRAIN_FLAGS: only the widths differ
     with checkpoint.TrainCheckpoints(str(tmp_path), config) as checkpoints:
         checkpoints.save(EVERY, _random_state(config, EVERY), _iterator(1))
     returncode, log = train(str(tmp_path), train_env(), "--config.masker_widths=(8,32)")

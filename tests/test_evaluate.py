@@ -17,7 +17,7 @@ from jaxmask.state import build_method
 
 def random_masker_state(config, seed=0):
     """An untrained masker's variables, drawn on the host (compiling an init takes seconds on CPU)."""
-    masker = build_method(config).masker
+    masker = build_method(config).players.masker
     shape = (1, config.image_size, config.image_size, config.channels)
     abstract = jax.eval_shape(lambda: masker.init(jax.random.key(0), jax.numpy.zeros(shape), train=False))
     rng = np.random.default_rng(seed)

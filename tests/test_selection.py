@@ -36,3 +36,19 @@ def test_validation_probes_read_a_label_written_into_the_mask():
     assert leak["mask"] >= 0.95 and clean["mask"] <= 0.65
     with pytest.raises(ValueError, match="two halves"):
         selection.validation_probes(images[:30], labels[:30], coded[:30], 2, settings)
+
+
+@pytest.mark.parametrize("flag, value", [("data.num_validation", 31), ("selection.max_images", 20),
+                                         ("selection.probe_batch_size", 33)])
+def test_a_validation_split_too_small_for_the_selection_probes_is_refused_before_training(flag, value):
+    """Every way to leave the probes less than one batch per half: a ConfigError naming the fix."""
+    from conftest import load_config
+    from jaxmask.validation import ConfigError, check_training_config
+    config = load_config("synth_hair", "smoke")           # num_validation 64, probe batch 16
+    check_training_config(config)
+    section, field = flag.split(".")
+    config[section][field] = value
+    with pytest.raises(ConfigError, match=r"probe_batch_size=\d+ validation images.*num_validation"):
+        check_training_config(config)
+    config.selection.probe_epochs = None                  # selection off: nothing to refuse
+    check_training_config(config)
