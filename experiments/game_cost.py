@@ -33,6 +33,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    from jaxmask import platform
+    platform.configure_xla_defaults()          # before the first computation, as the CLI does
     import jax
     from jaxmask import parallel
     base = load_base(FLAGS.config, FLAGS.topk_fraction)

@@ -2,6 +2,7 @@
 and the model selection's record (selected round vs the final round, validation probes).
 
     python experiments/study_table.py runs/study/hair_k035 runs/study/hair_k050 runs/study/hair_k070
+    REPORT=report_final python experiments/study_table.py runs/study/expression_k011   # another report folder
 """
 
 import json
@@ -13,8 +14,8 @@ def fmt(value, digits=3):
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def group_table(folder):
-    results = json.load(open(os.path.join(folder, "report", "metrics.json")))
+def group_table(folder, report="report"):
+    results = json.load(open(os.path.join(folder, report, "metrics.json")))
     methods, exp = results["methods"], results["experiment"]
     oracle = methods.get("Oracle-exact", {})
     task_area = oracle.get("revealed_fraction")
@@ -61,6 +62,6 @@ def selection_table(folders):
 if __name__ == "__main__":
     folders = sys.argv[1:]
     for folder in folders:
-        if os.path.exists(os.path.join(folder, "report", "metrics.json")):
-            print("\n".join(group_table(folder)), end="\n\n")
+        if os.path.exists(os.path.join(folder, os.environ.get("REPORT", "report"), "metrics.json")):
+            print("\n".join(group_table(folder, os.environ.get("REPORT", "report"))), end="\n\n")
     print("\n".join(selection_table(folders)))
