@@ -122,6 +122,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.selection.probe_widths = (16, 32, 32)
     config.selection.probe_batch_size = 50
     config.selection.max_images = 1000       # validation images masked and probed (0 = all)
+    # A checkpoint whose release probe falls more than this below the same probe on the original
+    # images is ineligible (revealing nothing leaks nothing); None: no floor.
+    config.selection.utility_margin = 0.05
 
     # Loop.
     config.log_every = 25            # rounds

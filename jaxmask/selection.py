@@ -20,6 +20,16 @@ adv(a) = (a − 1/C) / (1 − 1/C),
 so a release that keeps the task (utility 1), leaks nothing through the
 hidden part or the mask (both at chance) and reveals a quarter of the image
 scores 0.75; revealing less for the same utility and leaks scores higher.
+
+**Utility is a floor, not a trade.** Revealing nothing leaks nothing: an
+empty reveal scores about 0, above any useful release that still leaks
+(the expression study's first selections were such empty reveals, task at
+chance). So the utility probe is also fit once on the *original* validation
+images, and a checkpoint whose release probe falls more than
+``selection.utility_margin`` below that reference is *ineligible*: it scores
+``INELIGIBLE + adv(utility)``, below every eligible checkpoint (whose score
+is > −3), and among ineligible ones the most useful wins. ``utility_margin``
+None: no floor.
 The training loop keeps the best-scoring checkpoint's masker as the
 ``selected`` bundle in the workdir (``SELECTED``), with its round, score and
 probe accuracies.
@@ -41,8 +51,15 @@ def advantage(accuracy: float, num_classes: int) -> float:
     return (accuracy - chance) / (1.0 - chance)
 
 
-def score(probes: dict[str, float], revealed_fraction: float, num_classes: int) -> float:
-    """The selection score of one checkpoint (see the module doc)."""
+INELIGIBLE = -4.0               # below every eligible score (each is > -3)
+
+
+def score(probes: dict[str, float], revealed_fraction: float, num_classes: int,
+          utility_floor: float | None = None) -> float:
+    """The selection score of one checkpoint (see the module doc); ``utility_floor``: the release
+    probe's accuracy below which the checkpoint is ineligible (None: none)."""
+    if utility_floor is not None and probes["utility"] < utility_floor:
+        return INELIGIBLE + advantage(probes["utility"], num_classes)
     return (advantage(probes["utility"], num_classes)
             - max(0.0, advantage(probes["hidden"], num_classes))
             - max(0.0, advantage(probes["mask"], num_classes))
@@ -65,16 +82,21 @@ def validation_probes(images: np.ndarray, labels: np.ndarray, revealed: np.ndarr
     ``probe_batch_size``. Every evaluation of a run fits networks of the same
     shapes, so each view compiles once per run.
     """
+    return {view: probe_accuracy(images, labels, revealed, num_classes, settings, view, seed)
+            for view in VIEWS}
+
+
+def probe_accuracy(images: np.ndarray, labels: np.ndarray, revealed: np.ndarray, num_classes: int,
+                   settings, view: str, seed: int = 0) -> float:
+    """One fresh probe of ``view`` (``VIEWS``), fit on the first half, its accuracy on the second."""
     validation.check_selection_split(len(labels), settings)
     half = len(labels) // 2
-    out = {}
-    for view, x in probe_views(images, revealed).items():
-        net = evaluators.train_classifier(
-            x[:half], {"label": labels[:half]}, num_classes={"label": num_classes},
-            widths=tuple(settings.probe_widths), epochs=settings.probe_epochs,
-            batch_size=settings.probe_batch_size, seed=seed, name=f"selection probe ({view})", arch="plain")
-        out[view] = net.accuracy(x[half:], labels[half:], "label")
-    return out
+    x = probe_views(images, revealed)[view]
+    net = evaluators.train_classifier(
+        x[:half], {"label": labels[:half]}, num_classes={"label": num_classes},
+        widths=tuple(settings.probe_widths), epochs=settings.probe_epochs,
+        batch_size=settings.probe_batch_size, seed=seed, name=f"selection probe ({view})", arch="plain")
+    return net.accuracy(x[half:], labels[half:], "label")
 
 
 class Selector:
@@ -98,6 +120,14 @@ class Selector:
         split = evaluate.load_split(config, "validation", self.settings.max_images or 0)
         self.images, self.labels = split["image"], split["label"]
         validation.check_selection_split(len(self.labels), self.settings)   # before the first round compiles
+        # The reference for the utility floor: the same probe on the original images (a reveal of
+        # every pixel), fit once per run.
+        self.utility_floor = None
+        if self.settings.get("utility_margin") is not None:
+            everything = np.ones((*self.images.shape[:-1], 1), np.float32)
+            self.original_utility = probe_accuracy(self.images, self.labels, everything, self.num_classes,
+                                                   self.settings, "utility", seed=config.seed)
+            self.utility_floor = self.original_utility - self.settings.utility_margin
         self._mask = jax.jit(functools.partial(
             steps.mask_images, method.players.masker, k=method.reveal.k, values=method.reveal.values, reveal=method.reveal.mode,
             cap_threshold=method.reveal.cap_threshold))
@@ -125,9 +155,11 @@ class Selector:
         probes = validation_probes(self.images, self.labels, revealed, self.num_classes, self.settings,
                                    seed=step)
         fraction = float(revealed.mean())
-        record = {"selection_score": score(probes, fraction, self.num_classes),
+        record = {"selection_score": score(probes, fraction, self.num_classes, self.utility_floor),
                   **{f"probe_{view}": value for view, value in probes.items()},
                   "probe_revealed_fraction": fraction}
+        if self.utility_floor is not None:
+            record["probe_utility_original"] = self.original_utility
         # How far the game's own adversaries trail a fresh network (the gap issue 17 asks to log).
         if "accuracy_complement" in eval_metrics:
             record["gap_complement"] = probes["hidden"] - eval_metrics["accuracy_complement"]

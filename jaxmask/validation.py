@@ -87,6 +87,9 @@ def _check_field(name: str, value) -> str | None:
         if not isinstance(value, (tuple, list)) or not all(
                 isinstance(k, (int, float)) and not isinstance(k, bool) and 0 < k <= 1 for k in value):
             return "must be a list of fractions in (0, 1]"
+    elif leaf.endswith("_margin"):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            return "must be an accuracy margin in [0, 1] (or unset: None)"
     elif leaf.endswith("_accuracy"):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
             return "must be an accuracy in [0, 1] (or unset: None)"

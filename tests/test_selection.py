@@ -19,6 +19,21 @@ def test_score_rewards_utility_and_punishes_leaks_and_area():
     assert selection.score({**chance_probes, "utility": 0.25}, 0.25, 4) == pytest.approx(-0.25)
 
 
+def test_utility_floor_ranks_an_empty_reveal_below_a_useful_one():
+    """Revealing nothing leaks nothing: without the floor the empty reveal wins; with it, usefulness first."""
+    empty = ({"utility": 0.25, "hidden": 0.25, "mask": 0.25}, 0.01)      # task at chance, no leak
+    useful = ({"utility": 0.99, "hidden": 0.70, "mask": 0.70}, 0.30)     # the task, and leaks
+    assert selection.score(*empty, 4) > selection.score(*useful, 4)
+    floor = 0.95
+    assert selection.score(*useful, 4, floor) == selection.score(*useful, 4)   # eligible: unchanged
+    assert selection.score(*useful, 4, floor) > selection.score(*empty, 4, floor)
+    # Among ineligible checkpoints the more useful one wins, and each is below every eligible one.
+    weak = ({"utility": 0.60, "hidden": 0.90, "mask": 0.90}, 0.9)
+    assert selection.score(*empty, 4, floor) < selection.score(*weak, 4, floor) < -3
+    worst_eligible = selection.score({"utility": floor, "hidden": 1.0, "mask": 1.0}, 1.0, 4, floor)
+    assert selection.score({"utility": floor - 1e-6, "hidden": 0.25, "mask": 0.25}, 0.0, 4, floor) < worst_eligible
+
+
 def test_validation_probes_read_a_label_written_into_the_mask():
     """A reveal whose mask says the label is caught by the mask probe; one that ignores it is not."""
     rng = np.random.default_rng(0)

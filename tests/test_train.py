@@ -47,7 +47,12 @@ def test_cli_train_smoke_writes_metrics(tmp_path):
     # Model selection: fresh validation probes at every evaluation; the best-scoring checkpoint's
     # masker is the workdir's selected bundle, with its round and score.
     for record in validation:
-        assert {"selection_score", "probe_utility", "probe_hidden", "probe_mask", "selected"} <= set(record)
+        assert {"selection_score", "probe_utility", "probe_hidden", "probe_mask", "selected",
+                "probe_utility_original"} <= set(record)
+        # One reference per run (the originals' probe), and the score follows the floor rule.
+        assert record["probe_utility_original"] == validation[0]["probe_utility_original"]
+        floor = record["probe_utility_original"] - 0.05
+        assert (record["selection_score"] < -3) == (record["probe_utility"] < floor)
     best = max(validation, key=lambda r: r["selection_score"])
     manifest = json.loads((workdir / "selected" / "manifest.json").read_text())
     assert manifest["step"] == best["step"]

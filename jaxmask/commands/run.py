@@ -4,7 +4,7 @@
     jaxmask run --config configs/synth_expression.py --workdir runs/synth_expression
     jaxmask run --config configs/synth_hair.py:smoke --workdir /tmp/smoke --eval.network.epochs=1
 
-Two schedules. The default (quick: 391 s on 2 quiet CPU cores for SynthFaces
+Two schedules. The default (quick: 396 s on 2 quiet CPU cores for SynthFaces
 hair) trains both maskers in full but trains the evaluation networks on the
 first 4000 training images (the study's protocol in docs/results.md) and runs
 the three fresh-network probes and the mask swap on Ours only. Probes trained
