@@ -413,17 +413,19 @@ def test_a_rerun_removes_what_an_interrupted_mask_left(bundle, tmp_path):
 
 def test_sigterm_and_ctrl_c_during_mask_end_in_one_line_and_leave_nothing(bundle_dir, tmp_path):
     env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
-    for i in range(40):
+    # Enough work that the signal lands mid-run however fast the machine (with a warm compilation
+    # cache 40 images were done within the poll's reach on a quiet machine): one image a batch.
+    for i in range(300):
         Image.fromarray(np.random.default_rng(i).integers(1, 256, (300, 300, 3), dtype=np.uint8)).save(
-            tmp_path / f"{i:02d}.png")
+            tmp_path / f"{i:03d}.png")
     for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
         out = tmp_path / f"out{signum}"
         child = subprocess.Popen([sys.executable, "-m", "jaxmask.cli", "mask", "--model", str(bundle_dir),
-                                  "--input", str(tmp_path), "--output", str(out), "--batch_size", "2",
+                                  "--input", str(tmp_path), "--output", str(out), "--batch_size", "1",
                                   "--noprogress"], env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         deadline = time.time() + 120
         while time.time() < deadline and len([n for n in os.listdir(out) if n.endswith(".png")] if out.exists()
-                                             else []) < 3:
+                                             else []) < 1:
             time.sleep(0.01)
         child.send_signal(signum)
         stdout, stderr = child.communicate(timeout=60)
