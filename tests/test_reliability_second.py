@@ -422,7 +422,10 @@ def test_sigterm_and_ctrl_c_during_mask_end_in_one_line_and_leave_nothing(bundle
         out = tmp_path / f"out{signum}"
         child = subprocess.Popen([sys.executable, "-m", "jaxmask.cli", "mask", "--model", str(bundle_dir),
                                   "--input", str(tmp_path), "--output", str(out), "--batch_size", "1",
-                                  "--noprogress"], env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                  "--noprogress"], env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                 # As from a terminal: a test run started in the background (nohup, `&`)
+                                 # hands its children SIGINT ignored, and jaxmask keeps an ignored SIGINT so.
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 120
         while time.time() < deadline and len([n for n in os.listdir(out) if n.endswith(".png")] if out.exists()
                                              else []) < 1:
