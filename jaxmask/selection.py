@@ -24,12 +24,18 @@ scores 0.75; revealing less for the same utility and leaks scores higher.
 **Utility is a floor, not a trade.** Revealing nothing leaks nothing: an
 empty reveal scores about 0, above any useful release that still leaks
 (the expression study's first selections were such empty reveals, task at
-chance). So the utility probe is also fit once on the *original* validation
-images, and a checkpoint whose release probe falls more than
-``selection.utility_margin`` below that reference is *ineligible*: it scores
+chance). So a checkpoint whose release probe falls more than
+``selection.utility_margin`` below the *reference* is *ineligible*: it scores
 ``INELIGIBLE + adv(utility)``, below every eligible checkpoint (whose score
-is > −3), and among ineligible ones the most useful wins. ``utility_margin``
-None: no floor.
+is > −3), and among ineligible ones the most useful wins. The reference is
+the higher of the same probe on the original validation images (fit once)
+and the best release probe of this run so far: the small probe can read a
+release better than the original image it came from (expression: 0.77 on a
+release, 0.37 on the originals), so the run's own best is the stronger
+floor. The floor only rises; at each evaluation the kept checkpoint is
+re-scored under the current floor, so a later, clearly more useful round
+replaces it. (A resumed run starts the running best from the kept
+checkpoint's own probe.) ``utility_margin`` None: no floor.
 The training loop keeps the best-scoring checkpoint's masker as the
 ``selected`` bundle in the workdir (``SELECTED``), with its round, score and
 probe accuracies.
@@ -99,6 +105,35 @@ def probe_accuracy(images: np.ndarray, labels: np.ndarray, revealed: np.ndarray,
     return net.accuracy(x[half:], labels[half:], "label")
 
 
+class Ranking:
+    """The online choice: each evaluated checkpoint's score under the current utility floor, and
+    whether it beats the kept one re-scored under the same floor (see the module doc).
+
+    ``reference``: the originals' probe accuracy (None with ``margin`` None: no floor); ``kept``:
+    the (probes, revealed fraction) of a checkpoint kept before a resume.
+    """
+
+    def __init__(self, num_classes: int, margin: float | None, reference: float | None = None, kept=None):
+        self.num_classes, self.margin, self.reference, self.kept = num_classes, margin, reference, kept
+        if margin is not None and kept is not None:
+            self.reference = max(reference if reference is not None else 0.0, kept[0]["utility"])
+
+    def update(self, probes: dict[str, float], fraction: float) -> dict[str, float]:
+        """{selection_score, selected (1.0/0.0)[, selection_floor]} of one checkpoint; keeps it if selected."""
+        floor = None
+        if self.margin is not None:
+            self.reference = max(self.reference if self.reference is not None else 0.0, probes["utility"])
+            floor = self.reference - self.margin
+        out = {"selection_score": score(probes, fraction, self.num_classes, floor)}
+        if floor is not None:
+            out["selection_floor"] = floor
+        kept = None if self.kept is None else score(*self.kept, self.num_classes, floor)
+        out["selected"] = float(kept is None or out["selection_score"] > kept)
+        if out["selected"]:
+            self.kept = (probes, fraction)
+        return out
+
+
 class Selector:
     """Scores each evaluated checkpoint and keeps the best one's masker as WORKDIR/selected.
 
@@ -120,22 +155,25 @@ class Selector:
         split = evaluate.load_split(config, "validation", self.settings.max_images or 0)
         self.images, self.labels = split["image"], split["label"]
         validation.check_selection_split(len(self.labels), self.settings)   # before the first round compiles
-        # The reference for the utility floor: the same probe on the original images (a reveal of
-        # every pixel), fit once per run.
-        self.utility_floor = None
-        if self.settings.get("utility_margin") is not None:
+        # One part of the utility floor's reference: the same probe on the original images (a
+        # reveal of every pixel), fit once per run; the other is the run's best release probe.
+        margin = self.settings.get("utility_margin")
+        self.original_utility = None
+        if margin is not None:
             everything = np.ones((*self.images.shape[:-1], 1), np.float32)
             self.original_utility = probe_accuracy(self.images, self.labels, everything, self.num_classes,
                                                    self.settings, "utility", seed=config.seed)
-            self.utility_floor = self.original_utility - self.settings.utility_margin
         self._mask = jax.jit(functools.partial(
             steps.mask_images, method.players.masker, k=method.reveal.k, values=method.reveal.values, reveal=method.reveal.mode,
             cap_threshold=method.reveal.cap_threshold))
-        # A resumed run competes with the bundle its killed predecessor selected.
-        self.best = None
+        # A resumed run competes with the bundle its killed predecessor selected: its probes and
+        # revealed fraction, re-scored under each evaluation's floor.
+        kept = None
         if os.path.exists(os.path.join(self.path, export.MANIFEST)):
             metrics = export.read_manifest(self.path).get("metrics") or {}
-            self.best = metrics.get("selection_score")
+            if all(f"probe_{view}" in metrics for view in VIEWS) and "probe_revealed_fraction" in metrics:
+                kept = ({view: metrics[f"probe_{view}"] for view in VIEWS}, metrics["probe_revealed_fraction"])
+        self.ranking = Ranking(self.num_classes, margin, self.original_utility, kept)
 
     def revealed(self, masker_variables, batch_size: int = 250) -> np.ndarray:
         """(N, H, W, 1) reveals of the validation images (one compiled batch shape: the last is padded)."""
@@ -155,19 +193,20 @@ class Selector:
         probes = validation_probes(self.images, self.labels, revealed, self.num_classes, self.settings,
                                    seed=step)
         fraction = float(revealed.mean())
-        record = {"selection_score": score(probes, fraction, self.num_classes, self.utility_floor),
+        ranked = self.ranking.update(probes, fraction)
+        record = {"selection_score": ranked["selection_score"],
                   **{f"probe_{view}": value for view, value in probes.items()},
                   "probe_revealed_fraction": fraction}
-        if self.utility_floor is not None:
+        if "selection_floor" in ranked:
             record["probe_utility_original"] = self.original_utility
+            record["selection_floor"] = ranked["selection_floor"]
         # How far the game's own adversaries trail a fresh network (the gap issue 17 asks to log).
         if "accuracy_complement" in eval_metrics:
             record["gap_complement"] = probes["hidden"] - eval_metrics["accuracy_complement"]
         if "accuracy_pattern" in eval_metrics:
             record["gap_pattern"] = probes["mask"] - eval_metrics["accuracy_pattern"]
-        record["selected"] = float(self.best is None or record["selection_score"] > self.best)
+        record["selected"] = ranked["selected"]
         if record["selected"]:
-            self.best = record["selection_score"]
             # The workdir's own bundle, replaced by each better checkpoint of this training.
             export.export_masker(state, config, self.path, step=step,
                                  metrics={**eval_metrics, **record, "step": step}, overwrite=True)

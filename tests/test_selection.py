@@ -67,3 +67,37 @@ def test_a_validation_split_too_small_for_the_selection_probes_is_refused_before
         check_training_config(config)
     config.selection.probe_epochs = None                  # selection off: nothing to refuse
     check_training_config(config)
+
+
+def _replay(records, margin, original, num_classes):
+    ranking = selection.Ranking(num_classes, margin, original if margin is not None else None)
+    kept = None
+    for step, utility, hidden, mask, fraction in records:
+        if ranking.update({"utility": utility, "hidden": hidden, "mask": mask}, fraction)["selected"]:
+            kept = step
+    return kept
+
+
+# The validation probes of the study's expression K = 0.11 seed 2 run (utility, hidden, mask, revealed);
+# the same probe read the original images at 0.37 (3 classes).
+EXPRESSION = [(20, 0.362, 0.362, 0.362, 0.109), (40, 0.376, 0.352, 0.352, 0.070), (60, 0.436, 0.436, 0.456, 0.054),
+              (80, 0.610, 0.470, 0.592, 0.077), (100, 0.772, 0.746, 0.786, 0.104)]
+
+
+def test_the_running_floor_replaces_an_empty_reveal_by_the_useful_round():
+    """Online, round by round: without a floor the near-empty round 40 is kept; with the running floor
+    (the best release probe so far, not only the originals' weak 0.37) the last, useful round is."""
+    assert _replay(EXPRESSION, None, None, 3) == 40
+    assert _replay(EXPRESSION, 0.05, 0.37, 3) == 100
+    # The floor only rises: a later, less useful round does not displace the kept one ...
+    assert _replay(EXPRESSION + [(120, 0.50, 0.34, 0.34, 0.02)], 0.05, 0.37, 3) == 100
+    # ... while among rounds of equal use the one that leaks less still wins.
+    hair = [(20, 0.99, 0.80, 0.80, 0.3), (40, 0.99, 0.50, 0.55, 0.3), (60, 0.98, 0.70, 0.70, 0.3)]
+    assert _replay(hair, 0.05, 1.0, 4) == 40
+
+
+def test_a_resumed_ranking_rescores_the_kept_checkpoint():
+    kept = ({"utility": 0.376, "hidden": 0.352, "mask": 0.352}, 0.07)
+    ranking = selection.Ranking(3, 0.05, 0.37, kept)
+    assert ranking.update({"utility": 0.772, "hidden": 0.746, "mask": 0.786}, 0.104)["selected"] == 1.0
+    assert ranking.update({"utility": 0.376, "hidden": 0.352, "mask": 0.352}, 0.07)["selected"] == 0.0
