@@ -27,7 +27,7 @@ empty reveal scores about 0, above any useful release that still leaks
 chance). So a checkpoint whose release probe falls more than
 ``selection.utility_margin`` below the *reference* is *ineligible*: it scores
 ``INELIGIBLE + adv(utility)``, below every eligible checkpoint (whose score
-is > −3), and among ineligible ones the most useful wins. The reference is
+is ≥ −4), and among ineligible ones the most useful wins. The reference is
 the higher of the same probe on the original validation images (fit once)
 and the best release probe of this run so far: the small probe can read a
 release better than the original image it came from (expression: 0.77 on a
@@ -57,7 +57,7 @@ def advantage(accuracy: float, num_classes: int) -> float:
     return (accuracy - chance) / (1.0 - chance)
 
 
-INELIGIBLE = -4.0               # below every eligible score (each is > -3)
+INELIGIBLE = -10.0              # an ineligible score lies in [-11, -9]; every eligible one is ≥ -4
 
 
 def score(probes: dict[str, float], revealed_fraction: float, num_classes: int,
