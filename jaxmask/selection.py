@@ -88,16 +88,15 @@ def validation_probes(images: np.ndarray, labels: np.ndarray, revealed: np.ndarr
     ``probe_batch_size``. Every evaluation of a run fits networks of the same
     shapes, so each view compiles once per run.
     """
-    return {view: probe_accuracy(images, labels, revealed, num_classes, settings, view, seed)
-            for view in VIEWS}
+    return {view: probe_accuracy(x, labels, num_classes, settings, view, seed)
+            for view, x in probe_views(images, revealed).items()}
 
 
-def probe_accuracy(images: np.ndarray, labels: np.ndarray, revealed: np.ndarray, num_classes: int,
-                   settings, view: str, seed: int = 0) -> float:
-    """One fresh probe of ``view`` (``VIEWS``), fit on the first half, its accuracy on the second."""
+def probe_accuracy(x: np.ndarray, labels: np.ndarray, num_classes: int, settings, view: str,
+                   seed: int = 0) -> float:
+    """A fresh probe on ``x`` (what ``view`` sees), fit on the first half, its accuracy on the second."""
     validation.check_selection_split(len(labels), settings)
     half = len(labels) // 2
-    x = probe_views(images, revealed)[view]
     net = evaluators.train_classifier(
         x[:half], {"label": labels[:half]}, num_classes={"label": num_classes},
         widths=tuple(settings.probe_widths), epochs=settings.probe_epochs,
@@ -161,8 +160,9 @@ class Selector:
         self.original_utility = None
         if margin is not None:
             everything = np.ones((*self.images.shape[:-1], 1), np.float32)
-            self.original_utility = probe_accuracy(self.images, self.labels, everything, self.num_classes,
-                                                   self.settings, "utility", seed=config.seed)
+            originals = probe_views(self.images, everything)["utility"]   # a reveal of every pixel
+            self.original_utility = probe_accuracy(originals, self.labels, self.num_classes, self.settings,
+                                                   "utility", seed=config.seed)
         self._mask = jax.jit(functools.partial(
             steps.mask_images, method.players.masker, k=method.reveal.k, values=method.reveal.values, reveal=method.reveal.mode,
             cap_threshold=method.reveal.cap_threshold))
