@@ -7,7 +7,6 @@ and ``main(argv)``; only the chosen command's flags are defined, so
 
 from __future__ import annotations
 
-import gc
 import importlib
 import os
 import re
@@ -61,11 +60,7 @@ def _run(name: str, argv: list[str]) -> None:
     platform.configure_xla_defaults()   # before any JAX backend starts; see jaxmask/platform.py
     from absl import app, flags
     command = importlib.import_module(f"jaxmask.commands.{name}")
-    # Tracing a round allocates many short-lived objects, and at Python's default thresholds the
-    # collector rescans the whole heap again and again: these cut a cached first round of the
-    # default `train` by 5% (benchmarks/RESULTS.md). The modules imported so far are never garbage.
-    gc.set_threshold(100_000, 50, 100)
-    gc.freeze()
+    platform.tune_garbage_collector()   # after the command's imports: they are frozen out of every scan
     command.define_flags()
     command_main = command.main
     if name in CACHED_COMMANDS:

@@ -42,20 +42,14 @@ else:
     os.environ[platform.CACHE_ENV] = os.environ["JAX_COMPILATION_CACHE_DIR"] = COMPILATION_CACHE
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
-import gc  # noqa: E402
-
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 
 # grain workers and absl logging expect parsed flags.
 flags.FLAGS.mark_as_parsed()
 
-# Tracing allocates many short-lived objects, and a test worker's heap (compiled programs, data,
-# parameters) grows over the session, so Python's default collection thresholds (700, 10, 10) scan
-# it over and over: with these, the in-process game/step tests took 9% less CPU (warm cache, 2-vCPU
-# Xeon); gc.freeze() keeps the imported modules out of every scan.
-gc.set_threshold(100_000, 50, 100)
-gc.freeze()
+# A test worker's heap grows over the session: the commands' collector settings (jaxmask/platform.py).
+platform.tune_garbage_collector()
 
 
 # The modules with the most CPU seconds (measured on the 2-vCPU Xeon, README "Testing"), longest first.
