@@ -30,7 +30,7 @@ def jax_pieces(spec, method, state, batches):
     import jax.numpy as jnp
     import optax
 
-    from jaxmask import steps
+    from jaxmask import topk
     from jaxmask.bench import _compile
 
     x = jnp.asarray(batches["image"][0])
@@ -63,7 +63,7 @@ def jax_pieces(spec, method, state, batches):
         return jax.grad(f)(x)
 
     def topk_fb(m):
-        (keep, rest), vjp = jax.vjp(lambda m: steps.topk_split(m, method.reveal.k), m)
+        (keep, rest), vjp = jax.vjp(lambda m: topk.topk_split(m, method.reveal.k), m)
         return keep, rest, vjp((keep, rest))[0]
 
     def adam(tx, params, opt_state, grads):
@@ -153,15 +153,14 @@ def main() -> None:
     platform.configure_xla_defaults()
     import jax
 
-    from jaxmask import bench
-    from jaxmask import state as state_lib
+    from jaxmask import bench, build
     import variants
 
     spec = bench.Spec(batch_size=args.batch_size)
-    method = state_lib.build_method(spec.config())
+    method = build.build_method(spec.config())
     if (args.upsample, args.pool) != ("dot", "reshape"):   # else models.py as it is
         method = variants.with_variants(method, args.upsample, args.pool)
-    state = state_lib.create_train_state(method, jax.random.PRNGKey(0), (64, 64, 3))
+    state = build.create_train_state(method, jax.random.PRNGKey(0), (64, 64, 3))
     batches = bench.synthetic_batches(spec)
     frameworks = {"jax": jax_pieces(spec, method, state, batches)}
     if args.torch:

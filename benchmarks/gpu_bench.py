@@ -43,13 +43,13 @@ def check_against_cpu(spec) -> dict:
     import jax
     import numpy as np
 
-    from jaxmask import bench, steps
-    from jaxmask import state as state_lib
+    from jaxmask import bench, build
+    from jaxmask.games import paper
 
     # SGD: its first update is −lr·g, so comparing updates compares gradients (Adam's
     # ≈ −lr·sign(g) would turn rounding noise in near-zero gradients into ±lr).
     spec = dataclasses.replace(spec, optimizer="sgd")
-    method = state_lib.build_method(spec.config())
+    method = build.build_method(spec.config())
     cpu = jax.devices("cpu")[0]
     accel = jax.devices()[0]
     batches = bench.synthetic_batches(spec)
@@ -59,13 +59,13 @@ def check_against_cpu(spec) -> dict:
     with jax.default_matmul_precision("highest"):
         for name, device in (("cpu", cpu), ("accelerator", accel)):
             with jax.default_device(device):
-                state = state_lib.create_train_state(method, jax.random.PRNGKey(0),
+                state = build.create_train_state(method, jax.random.PRNGKey(0),
                                                      (spec.image_size, spec.image_size, spec.channels))
                 mask = jax.jit(lambda v, x: method.players.masker.apply(v, x, train=False))(
                     state.masker.variables, jax.device_put(first["image"], device))
-                after_p, mp = jax.jit(lambda s, b: steps.predictor_step(method, s, b))(
+                after_p, mp = jax.jit(lambda s, b: paper.predictor_step(method, s, b))(
                     state, jax.device_put(first, device))
-                after_o, mo = jax.jit(lambda s, b: steps.obfuscator_step(method, s, b))(
+                after_o, mo = jax.jit(lambda s, b: paper.obfuscator_step(method, s, b))(
                     after_p, jax.device_put(last, device))
                 results[name] = jax.device_get({
                     "mask": mask, "before": state.masker.params, "after": after_o.masker.params,

@@ -15,7 +15,7 @@ import time
 import jax
 import numpy as np
 
-from jaxmask import config_files, parallel, platform
+from jaxmask import build, config_files, parallel, platform
 
 
 def main():
@@ -28,7 +28,7 @@ def main():
     config = config_files.load(path, arg or None)
     config.num_devices = 1
     shape = (config.image_size, config.image_size, config.channels)
-    steps = parallel.build(config, shape)
+    steps = parallel.wrap(build.from_config(config))
     state = steps.init_state(jax.random.key(0))
     rng = np.random.default_rng(0)
     num_steps = config.predictor_steps + config.obfuscator_steps

@@ -364,15 +364,14 @@ def check_equivalence(spec, seed: int = 0, device: str | None = None,
     """
     import jax
 
-    from jaxmask import bench
-    from jaxmask import state as state_lib
+    from jaxmask import bench, build
 
     device = device or default_device()
     spec = dataclasses.replace(spec, optimizer="sgd")
-    method = state_lib.build_method(spec.config())
+    method = build.build_method(spec.config())
     if method_transform is not None:
         method = method_transform(method)
-    state = state_lib.create_train_state(method, jax.random.PRNGKey(seed),
+    state = build.create_train_state(method, jax.random.PRNGKey(seed),
                                          (spec.image_size, spec.image_size, spec.channels))
     batches = bench.synthetic_batches(spec, seed)
 
@@ -390,15 +389,16 @@ def check_equivalence(spec, seed: int = 0, device: str | None = None,
 def _compare(spec, method, state, batches, device) -> dict:
     import jax
 
-    from jaxmask import steps
+    from jaxmask import topk
+    from jaxmask.games import paper
 
     first = {k: v[0] for k, v in batches.items()}
     last = {k: v[spec.predictor_steps] for k, v in batches.items()}
     m_jax, _ = method.players.masker.apply(state.masker.variables, first["image"], train=True,
                                    mutable=["batch_stats"])
-    h_jax = np.asarray(jax.jit(lambda m: steps.topk_split(m, method.reveal.k)[0])(m_jax))
-    after_p, metrics_p = jax.jit(lambda s, b: steps.predictor_step(method, s, b))(state, first)
-    after_o, metrics_o = jax.jit(lambda s, b: steps.obfuscator_step(method, s, b))(after_p, last)
+    h_jax = np.asarray(jax.jit(lambda m: topk.topk_split(m, method.reveal.k)[0])(m_jax))
+    after_p, metrics_p = jax.jit(lambda s, b: paper.predictor_step(method, s, b))(state, first)
+    after_o, metrics_o = jax.jit(lambda s, b: paper.obfuscator_step(method, s, b))(after_p, last)
 
     game = game_for(spec, device=device, seed=0)
     load_flax_weights(game, jax.device_get(state))
@@ -464,14 +464,14 @@ def _obfuscator_self_noise(method, after_p, after_o, batch) -> float:
     """
     import jax
 
-    from jaxmask import steps
+    from jaxmask.games import paper
 
     leaves, tree = jax.tree.flatten(after_p.masker.params)
     keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
     noisy = jax.tree.unflatten(tree, [leaf * (1 + 1e-7 * jax.random.normal(key, leaf.shape))
                                       for leaf, key in zip(leaves, keys)])
     start = after_p.replace(masker=after_p.masker.replace(params=noisy))
-    moved, _ = jax.jit(lambda s, b: steps.obfuscator_step(method, s, b))(start, batch)
+    moved, _ = jax.jit(lambda s, b: paper.obfuscator_step(method, s, b))(start, batch)
     flat = lambda tree: np.concatenate([np.ravel(a) for a in jax.tree.leaves(jax.device_get(tree))])
     reference = flat(after_o.masker.params) - flat(after_p.masker.params)
     perturbed = flat(moved.masker.params) - flat(noisy)

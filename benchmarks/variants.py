@@ -57,7 +57,7 @@ def with_variants(method, upsample: str = "dot", pool: str = "reshape"):
     """The same ``Method`` with the variant layers (parameter trees unchanged)."""
     m, p = method.players.masker, method.players.phi
     if not isinstance(m, Masker) or not isinstance(p, Classifier):
-        raise TypeError("with_variants expects a Method built by jaxmask.state.build_method")
+        raise TypeError("with_variants expects a Method built by jaxmask.build.build_method")
     return dataclasses.replace(
         method,
         masker=VariantMasker(widths=m.widths, dtype=m.dtype, bn_axis_name=m.bn_axis_name,

@@ -48,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.predictor_steps = 3
     config.obfuscator_steps = 1      # 0 = the non-adversarial baseline
 
-    # The game (DESIGN.md §1 "Games"; jaxmask/games.py): what judges the two parts.
+    # The game (DESIGN.md §1 "Games"; jaxmask/games/table.py): what judges the two parts.
     #   paper:      Φ trained on the masker's reveals; the obfuscator fools that same Φ.
     #   complement: + separately trained complement adversaries Φ_c on the hidden part
     #               (the obfuscator fools them, not Φ) and, with pattern_weight > 0,
@@ -58,7 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     #   shuffled:   complement, and Φ learns from the masker's masks shuffled across the batch.
     #   minimal:    K is a cap (reveal='cap'); the revealed area is minimised subject to Φ's
     #               utility and the adversaries' hidden-part and mask-pattern constraints,
-    #               with multipliers learned by dual ascent (jaxmask/minimal.py).
+    #               with multipliers learned by dual ascent (jaxmask/games/minimal.py).
     #   minimal_phi: minimal, with Φ itself (random masks only) as the hidden part's judge.
     # Default minimal + mask channel: reveals the hair region alone at any loose K
     # (docs/results.md, "The minimal reveal"); realx + channel is the best exact-k game.
@@ -66,7 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.mask_channel = True       # classifiers see concat(part, its 0/1 mask): hidden ≠ black
     config.reveal = "cap"            # cap: at most k (top-k with m > cap_threshold) | exact: k pixels always
     config.cap_threshold = 0.5
-    # The minimal game (jaxmask/minimal.py): minimise the revealed area subject to these
+    # The minimal game (jaxmask/games/minimal.py): minimise the revealed area subject to these
     # constraints, with learned multipliers (dual ascent on log λ, this rate per round).
     config.minimal = ml_collections.ConfigDict()
     config.minimal.utility_accuracy = 0.95   # Φ's accuracy on the reveal ≥ this

@@ -36,21 +36,21 @@ def main(argv):
     from jaxmask import platform
     platform.configure_xla_defaults()          # before the first computation, as the CLI does
     import jax
-    from jaxmask import parallel
+    from jaxmask import build, parallel
     base = load_base(FLAGS.config, FLAGS.topk_fraction)
     shape = (base.image_size, base.image_size, base.channels)
     rng = np.random.default_rng(0)
     timed = {}
     for variant in FLAGS.variants:
         config = variant_config(base, variant, seed=0)
-        built = parallel.build(config, shape)
+        built = parallel.wrap(build.from_config(config))
         steps_per_round = config.predictor_steps + config.obfuscator_steps
         batches = {"image": rng.random((steps_per_round, config.batch_size, *shape), dtype=np.float32),
                    "label": rng.integers(0, config.num_classes, (steps_per_round, config.batch_size)).astype(np.int32)}
         holder = [built.init_state(jax.random.key(0))]
 
         def call(built=built, batches=batches, holder=holder):
-            state, metrics = built.train_round(holder[0], batches)
+            state, metrics = built.play_round(holder[0], batches)
             holder[0] = jax.block_until_ready(state)
             jax.block_until_ready(metrics)
 

@@ -65,7 +65,7 @@ def main(argv):
                 start = time.time()
                 result = train.train_and_evaluate(config, workdir)
                 step = int(result["state"].step)
-                checkpoint.export_masker(result["state"], config, bundle, step=step,
+                export.export_masker(result["state"], config, bundle, step=step,
                                          metrics=checkpoint.last_validation_metrics(workdir, step))
                 timings[name] = (time.time() - start) / max(step, 1)
                 print(f"[study] {name}: {step} rounds, {timings[name]:.2f} s/round, "

@@ -45,16 +45,16 @@ def _set(config, key, text):
 
 
 def _probe(view_train, y_train, view_test, y_test, num_classes, name):
-    from jaxmask import evaluators
-    net = evaluators.train_classifier(view_train, y_train, num_classes=num_classes,
+    from jaxmask.evaluation import networks
+    net = networks.train_classifier(view_train, y_train, num_classes=num_classes,
                                       epochs=FLAGS.probe_epochs, seed=0, name=name)
     return net.accuracies(view_test, y_test)
 
 
 def checks(train, test, train_h, test_h, num_classes, num_identities, name):
     """Mask quality and the quick probes of one release (h: (N, H, W, 1) 0/1)."""
-    from jaxmask import evaluate, probes
-    out = evaluate.mask_quality(test_h, test["task_mask"], test["identity_mask"])
+    from jaxmask.evaluation import common, probes
+    out = common.mask_quality(test_h, test["task_mask"], test["identity_mask"])
     out["recall_per_class"] = probes.per_class_recall(test_h, test["task_mask"], test["label"], num_classes)
     per_image = test_h.reshape(len(test_h), -1).mean(1)
     out["revealed_per_class"] = [float(per_image[test["label"] == c].mean()) for c in range(num_classes)]
@@ -96,7 +96,9 @@ def main(argv):
     platform.configure_xla_defaults()          # before the first computation, as the CLI does
     platform.configure_compilation_cache()
     from variants import load_base
-    from jaxmask import evaluate, mask_images, probes, topk, train
+    from jaxmask import mask_images, topk, train
+    from jaxmask.data.pipeline import load_split
+    from jaxmask.evaluation import probes
     config = load_base(FLAGS.config)
     config.seed = FLAGS.seed
     for item in FLAGS.set:
@@ -107,14 +109,13 @@ def main(argv):
     result = train.train_and_evaluate(config, out)
     train_seconds = time.time() - start
     method, variables = result["method"], result["state"].masker.variables
-    train_split = evaluate.load_split(config, "train", FLAGS.probe_train)
-    test_split = evaluate.load_split(config, "test", 1000)
+    train_split = load_split(config, "train", FLAGS.probe_train)
+    test_split = load_split(config, "test", 1000)
 
     def reveal(images):
         hs = []
         for i in range(0, len(images), 250):
-            _, h = mask_images(method.players.masker, variables, images[i:i + 250], method.reveal.k, method.reveal.values,
-                               method.reveal.mode, method.reveal.cap_threshold)
+            _, h = mask_images(method, variables, images[i:i + 250])
             hs.append(np.asarray(h, np.float32))
         return np.concatenate(hs)
 

@@ -19,7 +19,7 @@ def variant_config(base, variant: str, seed: int):
         from jaxmask.games import GAMES
         config.game = game
         config.mask_channel = "channel" in options   # explicit: the config's default has the channel on
-        config.reveal = (GAMES[game].reveal or "exact") if game in GAMES else config.reveal
+        config.reveal = (GAMES[game].reveal_mode or "exact") if game in GAMES else config.reveal
     for option in options:
         if option == "channel":
             pass

@@ -28,15 +28,14 @@ import pathlib
 import platform as host_platform
 import statistics
 import time
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmask import state as state_lib
-from jaxmask import games, steps, topk
+from jaxmask import build, config_files, steps, topk
+from jaxmask.games import table
 
 BENCHMARKS = ("round", "masker", "topk")
 
@@ -82,20 +81,20 @@ class Spec:
         fields.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**fields)
 
-    def config(self) -> SimpleNamespace:
-        """The config fields ``jaxmask.state.build_method`` reads."""
-        return SimpleNamespace(
-            dtype=self.dtype, image_size=self.image_size, predictor_steps=self.predictor_steps,
-            obfuscator_steps=self.obfuscator_steps, topk_fraction=self.topk_fraction,
-            mask_values=self.mask_values, mask_gradient=self.mask_gradient,
-            masker_widths=self.masker_widths, phi_widths=self.phi_widths,
-            num_classes=self.num_classes, phi_hidden=self.phi_hidden, optimizer=self.optimizer,
-            masker_learning_rate=self.learning_rate, phi_learning_rate=self.learning_rate,
-            # The paper's game: the one benchmarks/torch_reference.py implements.
-            game="paper", mask_channel=False, reveal="exact", cap_threshold=0.5, seed=0,
-            adversary=SimpleNamespace(complement_widths=(), pattern_widths=(), hidden=0,
-                                      learning_rate=self.learning_rate, steps=0, reinit_every=None,
-                                      pattern_weight=0.0))
+    def config(self):
+        """The embedded default config (configs/synth_hair.py) with this spec's fields, in the paper's
+        game: the one benchmarks/torch_reference.py implements."""
+        config = config_files.load(config_files.default_config_path())
+        config.update(dict(
+            dtype=self.dtype, image_size=self.image_size, channels=self.channels, batch_size=self.batch_size,
+            predictor_steps=self.predictor_steps, obfuscator_steps=self.obfuscator_steps,
+            topk_fraction=self.topk_fraction, mask_values=self.mask_values, mask_gradient=self.mask_gradient,
+            masker_widths=self.masker_widths, phi_widths=self.phi_widths, phi_hidden=self.phi_hidden,
+            optimizer=self.optimizer, masker_learning_rate=self.learning_rate, phi_learning_rate=self.learning_rate,
+            game="paper", mask_channel=False, reveal="exact", seed=0))
+        if (self.num_classes, self.channels) != (config.num_classes, config.channels):   # not SynthFaces hair
+            config.update(dict(dataset="image_folder", task="folder", num_classes=self.num_classes))
+        return config
 
     @property
     def steps_per_round(self) -> int:
@@ -177,7 +176,7 @@ def jax_contenders(spec: Spec, method, state, batches, benchmarks=BENCHMARKS) ->
     device_batches = jax.device_put(batches)
     if "round" in benchmarks:
         fresh = jax.tree.map(jnp.copy, state)      # the round donates its state
-        round_step = functools.partial(games.play_round, method)
+        round_step = functools.partial(table.play_round, method)
         round_flops = _model_flops(round_step, fresh, device_batches)
         round_fn, seconds = _compile(round_step, fresh, device_batches, donate_argnums=0)
         holder = [fresh]
@@ -191,8 +190,7 @@ def jax_contenders(spec: Spec, method, state, batches, benchmarks=BENCHMARKS) ->
                              round_flops, seconds))
     images = device_batches["image"][0]
     if "masker" in benchmarks:
-        release = functools.partial(steps.mask_images, method.players.masker, k=method.reveal.k,
-                                    values=method.reveal.values)
+        release = functools.partial(steps.mask_images, method)
         variables = state.masker.variables
         release_fn, seconds = _compile(lambda v, x: release(v, x), variables, images)
         release_flops = _model_flops(lambda v, x: release(v, x), variables, images)
@@ -265,11 +263,11 @@ def run_spec(spec: Spec, *, benchmarks=BENCHMARKS, warmup: int = 1, repeats: int
     """Benchmarks one ``Spec``; returns a JSON-ready dict (see ``format_table``)."""
     if repeats < 5:
         raise ValueError(f"repeats={repeats}: the steady-state time is a median of at least 5 repeats")
-    method = state_lib.build_method(spec.config())
+    method = build.build_method(spec.config())
     if method_transform is not None:
         method = method_transform(method)
-    state = state_lib.create_train_state(method, jax.random.PRNGKey(seed),
-                                         (spec.image_size, spec.image_size, spec.channels))
+    state = build.create_train_state(method, jax.random.PRNGKey(seed),
+                                     (spec.image_size, spec.image_size, spec.channels))
     batches = synthetic_batches(spec, seed)
     contenders = jax_contenders(spec, method, state, batches, benchmarks)
     on_cpu = jax.default_backend() == "cpu"

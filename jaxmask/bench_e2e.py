@@ -8,7 +8,7 @@ Measures, on a prepared tfds dataset (``synth_faces`` is prepared under
    one-time decode into the uint8 cache (1 thread and all cores), batches
    gathered from the cache as float32 on the host, and as uint8 placed on
    the mesh with the float conversion on device (what ``jaxmask train`` uses);
-2. the compiled round alone (``parallel.build``'s round on placed batches,
+2. the compiled round alone (``parallel.wrap``'s round on placed batches,
    median of ``repeats`` blocking calls), before and after step 3;
 3. ``train.train_and_evaluate`` for ``rounds`` rounds after its first
    (compiling) round, reading its own log record: images/s over the window
@@ -20,6 +20,8 @@ so drift from other load during the run shows as their spread.
 """
 
 from __future__ import annotations
+
+# Imports inside functions are for start-up: `jaxmask bench` without --end_to_end never loads grain or tfds.
 
 import os
 import statistics
@@ -81,19 +83,18 @@ def input_rates(config, *, workers=(0, 2), seconds: float = 3.0) -> dict[str, fl
 
 def round_seconds(config, repeats: int) -> list[float]:
     """Blocking times of ``repeats`` compiled rounds (after one warm-up) on placed batches."""
-    from jaxmask import parallel
+    from jaxmask import build, parallel
     from jaxmask.data import pipeline
-    image_shape = (config.image_size, config.image_size, config.channels)
-    steps = parallel.build(config, image_shape)
+    compiled = parallel.wrap(build.from_config(config))
     source = pipeline.get_source(config, "train")
     iterator = pipeline.train_iterator(
         source, global_batch=config.batch_size, seed=config.seed, cache=False,
         steps_per_round=config.predictor_steps + config.obfuscator_steps,
-        mesh=steps.mesh if steps.mode == "jit" else None)
+        mesh=compiled.mesh if compiled.mode == "jit" else None)
     batches = next(iterator)
     iterator.close()
-    round_fn = steps.round_fn if steps.mode == "jit" else steps.train_round
-    state = steps.init_state(jax.random.key(config.seed))
+    round_fn = compiled.play_round
+    state = compiled.init_state(jax.random.key(config.seed))
     state, _ = jax.block_until_ready(round_fn(state, batches))    # compile + warm-up
     times = []
     for _ in range(repeats):

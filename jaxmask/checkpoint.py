@@ -25,8 +25,11 @@ temporary directory that is never taken as the latest checkpoint (the next run
 deletes it). Steps are deterministic on CPU, so a run killed at any point and
 resumed ends with the same parameters, bit for bit, as an uninterrupted one.
 
-The exported masker bundle lives in ``jaxmask.export`` (re-exported here) so
-that loading a masker never imports the training stack (orbax, grain).
+The state's shapes come from the run's ``build.Recipe`` (built once, handed
+in); a checkpoint's own config is completed (``config_checks.complete_saved``)
+and built only to export it or to name a field a resume may not change.
+The exported masker bundle lives in ``jaxmask.export``, so that loading a
+masker never imports the training stack (orbax, grain).
 """
 
 from __future__ import annotations
@@ -38,16 +41,15 @@ import os
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from jaxmask import build, config_checks
 from jaxmask import metrics as metrics_lib
-from jaxmask.resume import (  # noqa: F401  (re-exported: what a resume may change)
-    MEANING_FIELDS, RUNTIME_FIELDS, IncompatibleCheckpointError, compare_configs, config_dict)
-from jaxmask.export import BundleError, MaskerBundle, export_masker, load_masker  # noqa: F401
-from jaxmask.workdir import (  # noqa: F401  (re-exported: the loop uses checkpoint.StopOnSignal)
-    _HELD_LOCKS, LOCK_FILE, StopOnSignal, WorkdirLockedError, lock_workdir, unlock_workdir)
+from jaxmask.resume import compare_configs, config_dict
+from jaxmask.workdir import lock_workdir, unlock_workdir
 
 CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("state", "data", "config", "checksums")
@@ -150,27 +152,28 @@ class TrainCheckpoints:
 
     Args:
       workdir: the training directory (made absolute: orbax wants absolute paths).
-      config: the run's config. It is compared with the latest checkpoint's
-        at once (IncompatibleCheckpointError for another model, before
-        anything compiles), saved with every checkpoint, and its
-        ``max_checkpoints`` newest checkpoints are kept (≤ 0: all). None:
-        restoring only.
+      recipe: the run's ``build.Recipe``. Its config is compared with the
+        latest checkpoint's at once (IncompatibleCheckpointError for another
+        model, before anything compiles) and saved with every checkpoint; its
+        template shapes every restore; the config's ``max_checkpoints``
+        newest checkpoints are kept (≤ 0: all). None: restoring only.
       read_only: open an existing directory for restoring only (export):
         nothing is created, saved, or cleaned up.
     """
 
-    def __init__(self, workdir: str, config=None, *, read_only: bool = False,
+    def __init__(self, workdir: str, recipe: build.Recipe | None = None, *, read_only: bool = False,
                  accept_unverified: bool = False):
         _quiet_orbax()
-        self.config, self.read_only, self.accept_unverified = config, read_only, accept_unverified
-        self._template = None       # state_template(config), made at the first save
+        self.recipe, self.read_only, self.accept_unverified = recipe, read_only, accept_unverified
+        self.config = None if recipe is None else recipe.config
+        self._template = None       # the recipe's zero state, made at the first save
         self.workdir = os.path.abspath(workdir)
         self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
         if not read_only:
             os.makedirs(self.workdir, exist_ok=True)
             lock_workdir(self.workdir)
         try:
-            self._open(config, read_only)
+            self._open(self.config, read_only)
         except BaseException:
             if not read_only:
                 unlock_workdir(self.workdir)
@@ -190,7 +193,7 @@ class TrainCheckpoints:
         step = self.latest_step()
         if config is not None and step is not None:
             where = f"the checkpoint of round {step} in {self.directory}"
-            changed = compare_configs(self.restore_config(step), config, where)
+            changed = compare_configs(self.restore_config(step), self.recipe, where)
             if changed:
                 logging.warning("resuming with a config that differs from %s: %s", where,
                                 "; ".join(f"{k}: {a} → {b}" for k, (a, b) in changed.items()))
@@ -252,19 +255,22 @@ class TrainCheckpoints:
         return sums
 
     def restore_config(self, step: int | None = None) -> dict[str, Any]:
-        """The config saved with checkpoint ``step`` (default: the latest), as a dict; verified."""
+        """The config saved with checkpoint ``step`` (default: the latest), as a dict; verified, then
+        completed with the fields added since it was written (``config_checks.complete_saved``)."""
         step = self._step_or_latest(step)
         config = self._restore_items(step, config=ocp.args.JsonRestore())["config"]
         sums = self._checksums(step)
         if sums is not None and sums.get("config") != _json_checksum(config):
             raise self._damaged(step, "its config does not match the checksum saved with it")
-        return config
+        if not isinstance(config, dict):
+            raise self._damaged(step, "its config/ item does not hold a config")
+        return config_checks.complete_saved(config)
 
     def restore(self, template, step: int | None = None, data=None):
         """The single-copy state of checkpoint ``step`` (default: the latest), as host arrays.
 
         ``template``: a single-copy state of the same structure and shapes (e.g.
-        ``state_template(config)``); ``data``: a grain iterator to set to the
+        ``recipe.template()``); ``data``: a grain iterator to set to the
         saved position (optional).
         """
         step = self._step_or_latest(step)
@@ -328,7 +334,7 @@ class TrainCheckpoints:
         check_finite_state(state, step)
         config = config_dict(self.config)
         if self._template is None:
-            self._template = state_template(self.config)
+            self._template = self.recipe.template()
         checksums = {"state": leaf_checksums(state, like=self._template), "config": _json_checksum(config)}
         self.manager.save(step, force=True, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state),
@@ -341,10 +347,10 @@ class TrainCheckpoints:
         """Multi-process runs: True when JAX's preemption service says every process stops here."""
         return jax.process_count() > 1 and self.manager.reached_preemption(step)
 
-    def resume(self, steps, state, data):
+    def resume(self, compiled, state, data):
         """Restores the latest checkpoint into (``state``, ``data``) if there is one.
 
-        ``steps``: the run's ``ParallelSteps`` (places the restored state).
+        ``compiled``: the run's ``parallel.ParallelSteps`` (places the restored state).
         Returns the placed state (``state`` itself if there is no checkpoint).
         Records of metrics.jsonl after the restored round are dropped.
         """
@@ -356,13 +362,13 @@ class TrainCheckpoints:
                          f" (dropped {dropped} metric records of a run that saved none)" if dropped else "")
             return state
         where = f"the checkpoint of round {step} in {self.directory}"
-        restored = self.restore(state_template(self.config), step, data)
+        restored = self.restore(self.recipe.template(), step, data)
         if int(restored.step) != step:
             raise ValueError(f"{where} holds a state of step {int(restored.step)}")
         rewind_metrics(metrics_path, step)
         logging.info("resuming from %s%s", where, "" if step < self.config.num_rounds else
                      f": already at num_rounds={self.config.num_rounds}, nothing left to train")
-        return steps.place_state(restored)
+        return compiled.place_state(restored)
 
     def wait(self) -> None:
         """Blocks until the last save is on disk."""
@@ -377,27 +383,6 @@ class TrainCheckpoints:
                 unlock_workdir(self.workdir)
 
 
-def abstract_state(config) -> Any:
-    """The single-copy TrainState of ``config`` as ShapeDtypeStructs (jax.eval_shape: nothing compiles)."""
-    from jaxmask import state as state_lib
-    config = _as_config(config)
-    method = state_lib.build_method(config)
-    shape = (config.image_size, config.image_size, config.channels)
-    return jax.eval_shape(lambda: state_lib.create_train_state(method, jax.random.key(0), shape))
-
-
-def state_template(config) -> Any:
-    """A zero single-copy TrainState of ``config``'s shapes (no compilation, no devices)."""
-    return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract_state(config))
-
-
-def _as_config(config):
-    if isinstance(config, dict):
-        import ml_collections
-        return ml_collections.ConfigDict(config)
-    return config
-
-
 def restore_for_export(workdir: str, step: int | None = None, *, accept_unverified: bool = False):
     """(single-copy state, config ConfigDict, step) of ``workdir``'s checkpoint (default: latest).
 
@@ -405,8 +390,8 @@ def restore_for_export(workdir: str, step: int | None = None, *, accept_unverifi
     """
     with TrainCheckpoints(workdir, read_only=True, accept_unverified=accept_unverified) as checkpoints:
         step = checkpoints._step_or_latest(step)
-        config = _as_config(checkpoints.restore_config(step))
-        return checkpoints.restore(state_template(config), step), config, step
+        config = ml_collections.ConfigDict(checkpoints.restore_config(step))
+        return checkpoints.restore(build.from_config(config).template(), step), config, step
 
 
 def last_validation_metrics(workdir: str, step: int | None = None) -> dict[str, Any] | None:

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(name: str, argv: list[str]) -> None:
-    from jaxmask import platform
+    from jaxmask import platform        # here, after main's SIGTERM handler: a signal during imports is one line
     platform.configure_xla_defaults()   # before any JAX backend starts; see jaxmask/platform.py
     from absl import app, flags
     command = importlib.import_module(f"jaxmask.commands.{name}")
@@ -150,7 +150,7 @@ def parse_flags(name: str, args: list[str]) -> list[str]:
     """
     from absl import flags
     FLAGS = flags.FLAGS
-    # "Off" is spelled None (jaxmask/validation.py), which ml_collections cannot parse for a typed
+    # "Off" is spelled None (jaxmask/config_checks.py), which ml_collections cannot parse for a typed
     # field: `--config.x=None` / `--eval.x=None` are set after parsing instead.
     nulls = [arg for arg in args if re.fullmatch(r"--(config|eval)\.[\w.]+=None", arg)]
     args = [arg for arg in args if arg not in nulls]

@@ -21,6 +21,11 @@ def load(path: str, arg: str | None = None):
     return module.get_config(arg)
 
 
+def default_config_path(name: str = "synth_hair.py") -> str:
+    """configs/<name> of the source checkout jaxmask runs from (the embedded default)."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", name)
+
+
 def load_sibling(this_file: str, name: str, arg: str | None = None):
     """``get_config(arg)`` of config ``name`` in the folder of ``this_file``."""
     return load(os.path.join(os.path.dirname(os.path.abspath(this_file)), name), arg)

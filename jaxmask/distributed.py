@@ -150,11 +150,11 @@ def restrict_logging_to_main_process() -> None:
 def startup_line(config, how: str | None = None) -> str:
     """One line: process index/count, local and global devices, and the data mesh of ``config``.
 
-    Raises ValueError (as ``parallel.build`` would) when ``config.batch_size``
+    Raises ValueError (as ``parallel.wrap`` would) when ``config.batch_size``
     does not divide over the devices, so a misconfigured pod fails at start-up
     on every process with the same message.
     """
-    from jaxmask import parallel
+    from jaxmask import parallel     # start-up: the commands import this module before any model code
     devices = parallel.select_devices(config.num_devices)
     parallel.check_batch_divisible(config.batch_size, len(devices))
     local = [d for d in devices if d.process_index == jax.process_index()]

@@ -4,7 +4,7 @@
 (``jaxmask.baselines``: Original, Block, Gaussian Blur, Random-K) with exported
 maskers (``{name: MaskerBundle}``), all through the same ``release(images)``:
 
-* utility: an independent evaluator (``evaluators.EvalNet``'s task head, not
+* utility: an independent evaluator (``evaluation.networks.EvalNet``'s task head, not
   Φ) trained on original training images, accuracy on released test images;
   and the *retrained* protocol: the evaluator fine-tuned on released training
   images, tested on released test images.
@@ -34,13 +34,18 @@ one K) and compares it with Random-K at the same K.
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any, Callable
 
 import ml_collections
 import numpy as np
 
-from jaxmask import baselines
+from jaxmask import baselines, config_checks, report
+from jaxmask.export import load_masker
+from jaxmask.data.pipeline import load_split
+from jaxmask.evaluation import common, rows as rows_lib
+from jaxmask.evaluation.common import accuracies, apply_release, mask_quality, train_network, use_dlib
 
 Progress = Callable[[str], None]
 
@@ -71,7 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
     # masked release and test it on hidden parts of test images: whether the
     # obfuscator reached its goal (hidden part uninformative) against a fresh
     # network rather than against Φ (slow: one training per masker and Random-K).
-    config.hidden_part = True        # two architectures: jaxmask.probes.PROBES
+    config.hidden_part = True        # two architectures: jaxmask.evaluation.probes.PROBES
     config.oracle = True             # the Oracle row (datasets with ground-truth task regions)
     # Probes and mask swap on Random-K too (its reveal ignores the image, so its mask
     # carries nothing by construction, and its hidden part shows 1 − K of every image).
@@ -91,106 +96,9 @@ def get_config() -> ml_collections.ConfigDict:
     # trained on originals, then fine-tuned per release for the retrained protocol.
     config.network = ml_collections.ConfigDict(dict(
         widths=(32, 32, 64, 128), epochs=6, retrain_epochs=2, batch_size=64, learning_rate=2e-3))
+    # The evaluators (jaxmask/evaluation/<name>.py), in the order their columns are computed.
+    config.evaluators = config_checks.EVALUATORS
     return config
-
-
-# ---- Data -------------------------------------------------------------------------------
-
-def load_split(config, split: str, limit: int = 0) -> dict[str, np.ndarray]:
-    """The whole ``split`` of the experiment as host arrays.
-
-    'image' float32 (N, H, W, C) in [0, 1]; 'label', 'identity' int32 (N,)
-    (identity -1 where unknown); 'task_mask', 'identity_mask' bool (N, H, W)
-    where the dataset has them. ``limit`` > 0 keeps the first ``limit``.
-    """
-    from jaxmask.data import pipeline
-    source = pipeline.get_source(config, split)
-    n = len(source) if limit <= 0 else min(limit, len(source))
-    arrays = getattr(source, "arrays", None)
-    if arrays is not None:      # SynthFaces: already arrays (uint8 images)
-        out = {key: np.asarray(value[:n]) for key, value in arrays.items()}
-        out["image"] = out["image"].astype(np.float32) / 255.0
-        return out
-    records = [source[i] for i in range(n)]
-    out = {key: np.stack([np.asarray(r[key]) for r in records]) for key in records[0]}
-    out["image"] = out["image"].astype(np.float32)
-    if "identity" not in out:
-        out["identity"] = np.full(n, -1, np.int32)
-    return out
-
-
-def apply_release(release: baselines.Release, images: np.ndarray, batch_size: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(released (N, H, W, C), revealed (N, H, W, 1)) of a whole array, in batches."""
-    released, revealed = [], []
-    n = len(images)
-    for i in range(0, n, batch_size):
-        batch = images[i:i + batch_size]
-        if len(batch) < batch_size and n > batch_size:   # one compiled shape per masker: pad
-            batch = np.concatenate([batch, np.zeros((batch_size - len(batch), *batch.shape[1:]), batch.dtype)])
-        r, h = release(batch)
-        released.append(np.asarray(r, np.float32))
-        revealed.append(np.asarray(h, np.float32))
-    return np.concatenate(released)[:n], np.concatenate(revealed)[:n]
-
-
-# ---- Metrics ----------------------------------------------------------------------------
-
-def mask_quality(revealed: np.ndarray, task_mask: np.ndarray | None = None,
-                 identity_mask: np.ndarray | None = None) -> dict[str, float]:
-    """Revealed fraction, shares of the revealed pixels inside the task / identity regions,
-    and the share of the task region that is revealed.
-
-    ``revealed`` (N, H, W[, 1]) 0/1; the region masks bool (N, H, W).
-    ``task_region_revealed`` (recall) is the mean over images of revealed
-    task-region pixels / task-region pixels; images with an empty task region
-    are left out of the mean (NaN if every image's region is empty).
-    """
-    h = np.asarray(revealed).reshape(revealed.shape[:3]) > 0
-    total = max(int(h.sum()), 1)
-    per_image = h.reshape(len(h), -1).mean(axis=1)
-    out = {"revealed_fraction": float(h.mean())}
-    if per_image.min() != per_image.max():     # reveal=cap: K is a cap, so the fraction varies per image
-        out["revealed_fraction_min"], out["revealed_fraction_max"] = float(per_image.min()), float(per_image.max())
-    if task_mask is not None:
-        task_mask = np.asarray(task_mask, bool)
-        out["task_region_share"] = float((h & task_mask).sum()) / total
-        area = task_mask.sum(axis=(1, 2))
-        hit = (h & task_mask).sum(axis=(1, 2))
-        nonempty = area > 0
-        out["task_region_revealed"] = (float((hit[nonempty] / area[nonempty]).mean())
-                                       if nonempty.any() else float("nan"))
-    if identity_mask is not None:
-        out["identity_region_share"] = float((h & identity_mask).sum()) / total
-    return out
-
-
-def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise cosine similarity of two (N, D) arrays; 0 where either row is zero."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.where(norms > 0, (a * b).sum(1) / np.maximum(norms, 1e-12), 0.0)
-
-
-def standard_error(p: float, n: int) -> float:
-    """Binomial standard error of an accuracy ``p`` measured on ``n`` images."""
-    return float(np.sqrt(max(p * (1 - p), 0.0) / max(n, 1)))
-
-
-def _has_identity(split: dict) -> bool:
-    return bool((split["identity"] >= 0).all())
-
-
-def use_dlib(config, eval_config) -> bool:
-    """Whether dlib's face similarity runs: ``eval.dlib`` on, or auto on real faces with the extra."""
-    if eval_config.dlib == "off":
-        return False
-    from jaxmask import facesim
-    if eval_config.dlib == "on":
-        facesim.require()
-        return True
-    # SynthFaces are drawings: dlib's face detector finds no faces there.
-    return config.dataset != "synth_faces" and facesim.available()
 
 
 # ---- The evaluation ---------------------------------------------------------------------
@@ -210,7 +118,8 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
     """Every metric of every release; the dict that ``report.write_report`` writes out.
 
     Every row (``evaluation.rows``) is released once, then scored by every
-    evaluator (``evaluation.common.EVALUATORS``); no row is special-cased by name.
+    evaluator ``eval.evaluators`` names (``evaluation.common.from_config``); no
+    row is special-cased by name.
 
     Args:
       config: the experiment config (dataset, task, image size, K).
@@ -218,8 +127,8 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
       eval_config: ``get_config()`` or an override of it.
       progress: called with progress lines (None: silent).
     """
-    from jaxmask.evaluation import common, rows as rows_lib
     eval_config = get_config() if eval_config is None else eval_config
+    config_checks.check_eval_config(eval_config, config, list(models))    # the API path too: before any work
     say = progress or (lambda line: None)
     start = time.time()
     for name, bundle in models.items():
@@ -230,7 +139,7 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
     test = load_split(config, "test", eval_config.max_test)
     say(f"data: {len(train['label'])} train / {len(test['label'])} test images "
         f"({config.dataset} {config.task}, {config.image_size}px)")
-    has_identity = _has_identity(train) and _has_identity(test)
+    has_identity = bool((train["identity"] >= 0).all() and (test["identity"] >= 0).all())
     num_identities = int(train["identity"].max()) + 1 if has_identity else 0
     # Heads of the shared network: the evaluator ("label") and the attacker ("identity").
     num_classes = {"label": int(config.num_classes)}
@@ -285,7 +194,6 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
 
 def _k_sweep(config, models, eval_config, train, test, context):
     """{name: [{topk_fraction, task_accuracy, reid_accuracy, …}]} for Random-K and each masker."""
-    from jaxmask.evaluation.common import accuracies, train_network
     sweep: dict[str, list[dict[str, float]]] = {}
     network, heads = context.network, context.heads
     for fraction in eval_config.k_sweep:
@@ -344,3 +252,30 @@ def _protocol(eval_config, use_dlib: bool) -> dict[str, str]:
         "k_sweep": "maskers re-ranked at each K (trained at the config's K); networks trained on originals"
                    + (", and fine-tuned per point" if eval_config.sweep_retrained else ""),
     }
+
+
+def check_models(config, bundles: dict) -> None:
+    """Refuses a bundle trained on another dataset, task or image shape than ``config``."""
+    for name, bundle in bundles.items():
+        trained = bundle.config
+        for field in ("dataset", "task", "image_size", "channels"):
+            if trained.get(field) != config[field]:
+                raise ValueError(
+                    f"model {name!r} ({bundle.path}) was trained with {field}={trained.get(field)!r} but "
+                    f"--config has {field}={config[field]!r}: pass the config it was trained with")
+        if bundle.topk_fraction != config.topk_fraction:
+            print(f"note: model {name!r} was trained at K={bundle.topk_fraction:g}; Random-K uses the "
+                  f"config's K={config.topk_fraction:g}", file=sys.stderr)
+
+
+def evaluate_bundles(config, model_paths: dict[str, str], out: str, eval_config) -> dict[str, str]:
+    """Loads the bundles {name: path}, evaluates them with progress lines, writes the report to
+    ``out``; returns the written paths (``report.write_report``)."""
+    bundles = {name: load_masker(path) for name, path in model_paths.items()}
+    check_models(config, bundles)
+    start = time.time()
+
+    def progress(line: str) -> None:
+        print(f"[evaluate {time.time() - start:5.0f} s] {line}", flush=True)
+
+    return report.write_report(out, evaluate(config, bundles, eval_config, progress))

@@ -248,9 +248,9 @@ def _read_arrays(path: str, expected: dict) -> dict[str, Any]:
 
 
 def _release(masker, variables, images, k: int, values: str, cap_threshold: float | None = None):
-    # topk.reveal is the release rule steps.mask_images applies too (tests/test_export.py
+    # topk.release is the release rule steps.mask_images applies too (tests/test_export.py
     # checks both give identical arrays); steps itself is not imported: it needs optax.
-    return topk.reveal(masker.apply(variables, images, train=False), images, k, values, cap_threshold)
+    return topk.release(masker.apply(variables, images, train=False), images, k, values, cap_threshold)
 
 
 class MaskerBundle:

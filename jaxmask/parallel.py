@@ -9,9 +9,11 @@
     axis, so each device holds the single-device state.
 
 Both take and return host-independent, *unreplicated-looking* objects where
-the caller cares: ``init_state`` places a state, ``train_round`` and
+the caller cares: ``init_state`` places a state, ``play_round`` and
 ``eval_step`` take host numpy batches (this process's share of the global
-batch), ``gather_state`` returns the state as one copy.
+batch), ``gather_state`` returns the state as one copy. Both wrap the
+method the run's ``build.Recipe`` holds (pmap: the same method with its
+device axis, ``Method.with_axis_name``); nothing is rebuilt from the config.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxmask import state as state_lib
-from jaxmask import games, steps
+from jaxmask.games import table
+from jaxmask.state import Method
 
 PARALLEL_MODES = ("jit", "pmap")
 AXIS = "data"
@@ -77,51 +79,63 @@ class ParallelSteps:
       init_state: rng → placed TrainState.
       place_state: single-copy TrainState → placed TrainState (e.g. after restore).
       gather_state: placed TrainState → single-copy TrainState (host-addressable).
-      train_round: (placed state, stacked batches (S, B_local, ...)) → (state, metrics).
       eval_step: (placed state, batch (B_local, ...)) → metric sums.
+      round_fn, eval_fn: the wrapped steps on device arrays (jit: global
+        arrays; pmap: a leading local-device axis), e.g. to
+        ``.lower(...).compile()`` ahead of time.
     """
-    method: state_lib.Method
+    method: Method
     mode: str
     devices: tuple
     mesh: Any
     init_state: Callable
     place_state: Callable
     gather_state: Callable
-    train_round: Callable
+    place_batches: Callable
     eval_step: Callable
-    # The wrapped steps on device arrays (jit: global arrays; pmap: a leading
-    # local-device axis), e.g. to ``.lower(...).compile()`` ahead of time.
-    round_fn: Callable | None = None
-    eval_fn: Callable | None = None
+    round_fn: Callable
+    eval_fn: Callable
+
+    def play_round(self, state, batches):
+        """(placed state, stacked batches (S, B_local, ...)) → (state, metrics): one round.
+
+        Batches already on the mesh (jit: the prefetch thread placed them) go
+        straight to the compiled round; host batches are placed first.
+        """
+        if self.mode == "pmap" or not all(isinstance(x, jax.Array) for x in jax.tree.leaves(batches)):
+            batches = self.place_batches(batches)
+        state, metrics = self.round_fn(state, batches)
+        return state, (jax.tree.map(lambda x: x[0], metrics) if self.mode == "pmap" else metrics)
 
 
 def _global_array(sharding, local):
     return jax.make_array_from_process_local_data(sharding, np.asarray(local))
 
 
-def build(config, image_shape: tuple[int, int, int]) -> ParallelSteps:
-    """Wraps the steps of ``config`` for ``config.parallel`` over ``config.num_devices``."""
+def wrap(recipe) -> ParallelSteps:
+    """The steps of a run's ``build.Recipe``, wrapped for ``config.parallel`` over ``config.num_devices``."""
+    config = recipe.config
     if config.parallel not in PARALLEL_MODES:
         raise ValueError(f"config.parallel={config.parallel!r}: expected one of {PARALLEL_MODES}")
     devices = select_devices(config.num_devices)
     check_batch_divisible(config.batch_size, len(devices))
     if config.parallel == "jit":
-        return _build_jit(config, image_shape, devices)
-    return _build_pmap(config, image_shape, devices)
+        return _wrap_jit(recipe, devices)
+    return _wrap_pmap(recipe, devices)
 
 
-def _build_jit(config, image_shape, devices) -> ParallelSteps:
-    method = state_lib.build_method(config)
+def _wrap_jit(recipe, devices) -> ParallelSteps:
+    method = recipe.method
     mesh = make_mesh(devices)
     replicated = NamedSharding(mesh, P())
     by_example = NamedSharding(mesh, P(AXIS))            # (B, ...)
     by_step_example = NamedSharding(mesh, P(None, AXIS))  # (S, B, ...)
 
     # Donate the state: the old one is dead once the round returns.
-    round_fn = jax.jit(functools.partial(games.build_round(method), method),
+    round_fn = jax.jit(functools.partial(table.play_round, method),
                        in_shardings=(replicated, by_step_example),
                        out_shardings=(replicated, replicated), donate_argnums=0)
-    eval_fn = jax.jit(functools.partial(steps.eval_step, method),
+    eval_fn = jax.jit(functools.partial(table.eval_step, method),
                       in_shardings=(replicated, by_example), out_shardings=replicated)
 
     def place_state(state):
@@ -132,26 +146,26 @@ def _build_jit(config, image_shape, devices) -> ParallelSteps:
         return jax.tree.map(functools.partial(_global_array, replicated), state)
 
     def init_state(rng):
-        return place_state(state_lib.create_train_state(method, rng, image_shape))
+        return place_state(recipe.init(rng))
 
-    def train_round(state, batches):
-        return round_fn(state, jax.tree.map(functools.partial(_global_array, by_step_example), batches))
+    def place_batches(batches):
+        return jax.tree.map(functools.partial(_global_array, by_step_example), batches)
 
     def eval_step(state, batch):
         return eval_fn(state, jax.tree.map(functools.partial(_global_array, by_example), batch))
 
     return ParallelSteps(method, "jit", tuple(devices), mesh, init_state, place_state,
-                         lambda state: jax.device_get(state), train_round, eval_step, round_fn, eval_fn)
+                         lambda state: jax.device_get(state), place_batches, eval_step, round_fn, eval_fn)
 
 
-def _build_pmap(config, image_shape, devices) -> ParallelSteps:
-    method = state_lib.build_method(config, axis_name=AXIS)
+def _wrap_pmap(recipe, devices) -> ParallelSteps:
+    method = recipe.method.with_axis_name(AXIS)
     local = [d for d in devices if d.process_index == jax.process_index()]
     n = len(local)
 
-    round_fn = jax.pmap(functools.partial(games.build_round(method), method), axis_name=AXIS,
+    round_fn = jax.pmap(functools.partial(table.play_round, method), axis_name=AXIS,
                         devices=devices, donate_argnums=0)
-    eval_fn = jax.pmap(functools.partial(steps.eval_step, method), axis_name=AXIS, devices=devices)
+    eval_fn = jax.pmap(functools.partial(table.eval_step, method), axis_name=AXIS, devices=devices)
 
     def split(batch_axis, x):
         x = np.asarray(x)
@@ -165,19 +179,16 @@ def _build_pmap(config, image_shape, devices) -> ParallelSteps:
         return jax.pmap(lambda s: s, axis_name=AXIS, devices=devices)(stacked)
 
     def init_state(rng):
-        single = state_lib.create_train_state(
-            state_lib.build_method(config), rng, image_shape)
-        return place_state(single)
+        return place_state(recipe.init(rng))     # the single-device method's init: the same shapes
 
     def gather_state(state):
         return jax.device_get(jax.tree.map(lambda x: x[0], state))
 
-    def train_round(state, batches):
-        state, metrics = round_fn(state, jax.tree.map(functools.partial(split, 1), batches))
-        return state, jax.tree.map(lambda x: x[0], metrics)
+    def place_batches(batches):
+        return jax.tree.map(functools.partial(split, 1), batches)
 
     def eval_step(state, batch):
         return jax.tree.map(lambda x: x[0], eval_fn(state, jax.tree.map(functools.partial(split, 0), batch)))
 
     return ParallelSteps(method, "pmap", tuple(devices), None, init_state, place_state,
-                         gather_state, train_round, eval_step, round_fn, eval_fn)
+                         gather_state, place_batches, eval_step, round_fn, eval_fn)

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 GRID_FILE = "examples.png"
 PLOT_FILE = "privacy_utility.png"
+REPORT_FILES = ("report.md", "metrics.json", GRID_FILE, PLOT_FILE)   # what write_report writes into its folder
 
 # (metric key, column title, kind): kind "acc" prints ±standard error, "sim" ±s.e. of the mean.
 COLUMNS = (
@@ -359,3 +360,11 @@ def write_report(out_dir: str, results: dict[str, Any]) -> dict[str, str]:
         json.dump(_jsonable(results), f, indent=2)
         f.write("\n")
     return {"report": report_path, "metrics": metrics_path, "grid": grid, "plot": plot}
+
+
+def check_report_folder(out: str, overwrite: bool, flag: str = "--out") -> None:
+    """Refuses (up front) a folder holding report files of an earlier evaluation, unless ``overwrite``."""
+    found = [name for name in REPORT_FILES if os.path.lexists(os.path.join(out, name))]
+    if found and not overwrite:
+        raise ValueError(f"{flag} {out} holds the report of an earlier evaluation ({', '.join(found)}): pass "
+                         f"--overwrite to replace it, or another {flag}")

@@ -4,9 +4,10 @@ A workdir's checkpoint was trained with one config; a resume brings another.
 Refused before anything compiles, naming the field and the fix:
 
 * a change of the state's shapes or structure. Not a list of fields: the
-  state of the saved and of the new config are compared as ``jax.eval_shape``
-  trees (``checkpoint.abstract_state``: nothing is allocated or compiled),
-  and each changed field is tried alone to name the one(s) responsible;
+  run's abstract state (its ``build.Recipe``) is compared with the saved
+  config's (``build.abstract_state``: jax.eval_shape, nothing is allocated
+  or compiled), and each changed field is tried alone to name the one(s)
+  responsible;
 * a change of what a state of the same shapes *means* (``MEANING_FIELDS``).
 
 Everything else (learning rates, schedules, intervals, the compute dtype) may
@@ -19,15 +20,14 @@ import json
 from typing import Any
 
 import jax
+import ml_collections
 
-# What a resume may not change (refused before anything compiles, naming the field):
-# * anything that changes the shapes or the structure of the saved state. Not a
-#   list: the state templates of the saved and the new config are compared
-#   (``checkpoint.abstract_state``, jax.eval_shape of create_train_state), and each changed
-#   field is tried alone to name the one(s) responsible;
-# * the fields that change what the saved state *means* with the same shapes: the
-#   data it learns from, the task, K, the reveal rule and value mode, the game, and
-#   the seed (a run resumed under another seed is neither seed's run).
+from jaxmask import build
+from jaxmask.config_checks import flatten
+
+# The fields that change what the saved state *means* with the same shapes: the data it
+# learns from, the task, K, the reveal rule and value mode, the game, and the seed (a run
+# resumed under another seed is neither seed's run).
 MEANING_FIELDS = ("dataset", "task", "data.num_train", "data.num_identities", "topk_fraction", "mask_values",
                   "reveal", "cap_threshold", "game", "seed")
 # Fields expected to differ between a run and its resumption (not reported).
@@ -47,24 +47,16 @@ def config_dict(config) -> dict[str, Any]:
     return json.loads(config.to_json_best_effort())
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def compare_configs(saved: dict, current, where: str) -> dict[str, tuple[Any, Any]]:
-    """The fields ``current`` changes, as {dotted name: (saved, current)}.
+def compare_configs(saved: dict, recipe: build.Recipe, where: str) -> dict[str, tuple[Any, Any]]:
+    """The fields the run's config (``recipe.config``) changes from ``saved``, as {dotted name:
+    (saved, current)}.
 
     Raises IncompatibleCheckpointError, naming the field and the fix, when a
-    change alters the state's shapes (derived: ``abstract_state`` of both
-    configs) or its meaning (``MEANING_FIELDS``).
+    change alters the state's shapes (the recipe's abstract state against the
+    saved config's) or its meaning (``MEANING_FIELDS``).
     """
-    saved_flat, current_flat = _flatten(config_dict(saved)), _flatten(config_dict(current))
+    current = recipe.config
+    saved_flat, current_flat = flatten(config_dict(saved)), flatten(config_dict(current))
     changed = {}
     for name in sorted(set(saved_flat) | set(current_flat)):
         before, after = saved_flat.get(name, _MISSING), current_flat.get(name, _MISSING)
@@ -84,7 +76,7 @@ def compare_configs(saved: dict, current, where: str) -> dict[str, tuple[Any, An
         raise refuse(meaning, f"{'it changes' if len(meaning) == 1 else 'they change'} what the saved state means")
     if changed:
         saved_shapes = _state_shapes(_with_values(current, {n: v for n, (v, _) in changed.items()}), where)
-        if saved_shapes != _state_shapes(current, where):
+        if saved_shapes != _shapes(recipe.abstract_state):
             culprits = [name for name in changed if _state_shapes(
                 _with_values(current, {n: v for n, (v, _) in changed.items() if n != name}), where) != saved_shapes]
             raise refuse(culprits or list(changed), "that changes the shapes of the saved state")
@@ -98,7 +90,6 @@ def _flag_value(value) -> str:
 
 def _with_values(config, values: dict[str, Any]):
     """A copy of ``config`` (a ConfigDict) with the dotted fields of ``values`` set (lists as tuples)."""
-    import ml_collections
     out = ml_collections.ConfigDict(config_dict(config))
     for name, value in values.items():
         *parents, leaf = name.split(".")
@@ -117,9 +108,12 @@ def _with_values(config, values: dict[str, Any]):
 def _state_shapes(config, where: str):
     """(tree structure, [(shape, dtype)]) of the state ``config`` describes."""
     try:
-        from jaxmask import checkpoint     # the state template lives with the checkpoints
-        abstract = checkpoint.abstract_state(config)
+        abstract = build.abstract_state(config)
     except Exception as error:    # a config that builds no model (e.g. of an older jaxmask)
         raise IncompatibleCheckpointError(f"{where}: the state of its config cannot be built to compare "
                                           f"({type(error).__name__}: {error}); use a new --workdir") from None
+    return _shapes(abstract)
+
+
+def _shapes(abstract):
     return jax.tree.structure(abstract), [(x.shape, x.dtype) for x in jax.tree.leaves(abstract)]

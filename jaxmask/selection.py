@@ -43,9 +43,16 @@ probe accuracies.
 
 from __future__ import annotations
 
+import functools
+import os
+
+import jax
 import numpy as np
 
-from jaxmask import evaluators, validation
+from jaxmask import config_checks, export, steps
+from jaxmask.data.pipeline import load_split
+from jaxmask.evaluation import networks
+from jaxmask.evaluation.common import apply_in_batches
 
 SELECTED = "selected"           # the workdir's bundle of the best-scoring checkpoint
 VIEWS = ("utility", "hidden", "mask")
@@ -95,9 +102,9 @@ def validation_probes(images: np.ndarray, labels: np.ndarray, revealed: np.ndarr
 def probe_accuracy(x: np.ndarray, labels: np.ndarray, num_classes: int, settings, view: str,
                    seed: int = 0) -> float:
     """A fresh probe on ``x`` (what ``view`` sees), fit on the first half, its accuracy on the second."""
-    validation.check_selection_split(len(labels), settings)
+    config_checks.check_selection_split(len(labels), settings)
     half = len(labels) // 2
-    net = evaluators.train_classifier(
+    net = networks.train_classifier(
         x[:half], {"label": labels[:half]}, num_classes={"label": num_classes},
         widths=tuple(settings.probe_widths), epochs=settings.probe_epochs,
         batch_size=settings.probe_batch_size, seed=seed, name=f"selection probe ({view})", arch="plain")
@@ -142,18 +149,12 @@ class Selector:
     """
 
     def __init__(self, config, workdir: str, method):
-        import functools
-        import os
-
-        import jax
-
-        from jaxmask import evaluate, export, steps
         self.config, self.settings = config, config.selection
         self.path = os.path.join(workdir, SELECTED)
         self.num_classes = int(config.num_classes)
-        split = evaluate.load_split(config, "validation", self.settings.max_images or 0)
+        split = load_split(config, "validation", self.settings.max_images or 0)
         self.images, self.labels = split["image"], split["label"]
-        validation.check_selection_split(len(self.labels), self.settings)   # before the first round compiles
+        config_checks.check_selection_split(len(self.labels), self.settings)   # before the first round compiles
         # One part of the utility floor's reference: the same probe on the original images (a
         # reveal of every pixel), fit once per run; the other is the run's best release probe.
         margin = self.settings.get("utility_margin")
@@ -163,9 +164,7 @@ class Selector:
             originals = probe_views(self.images, everything)["utility"]   # a reveal of every pixel
             self.original_utility = probe_accuracy(originals, self.labels, self.num_classes, self.settings,
                                                    "utility", seed=config.seed)
-        self._mask = jax.jit(functools.partial(
-            steps.mask_images, method.players.masker, k=method.reveal.k, values=method.reveal.values, reveal=method.reveal.mode,
-            cap_threshold=method.reveal.cap_threshold))
+        self._mask = jax.jit(functools.partial(steps.mask_images, method))
         # A resumed run competes with the bundle its killed predecessor selected: its probes and
         # revealed fraction, re-scored under each evaluation's floor.
         kept = None
@@ -177,18 +176,10 @@ class Selector:
 
     def revealed(self, masker_variables, batch_size: int = 250) -> np.ndarray:
         """(N, H, W, 1) reveals of the validation images (one compiled batch shape: the last is padded)."""
-        out = []
-        for i in range(0, len(self.images), batch_size):
-            batch = self.images[i:i + batch_size]
-            n = len(batch)
-            if n < batch_size:
-                batch = np.concatenate([batch, np.zeros((batch_size - n, *batch.shape[1:]), batch.dtype)])
-            out.append(np.asarray(self._mask(masker_variables, batch)[1], np.float32)[:n])
-        return np.concatenate(out)
+        return apply_in_batches(lambda batch: self._mask(masker_variables, batch)[1:], self.images, batch_size)[0]
 
     def __call__(self, step: int, state, config, eval_metrics: dict[str, float]) -> dict[str, float]:
         """The selection record of round ``step`` (and a new ``selected`` bundle if it is the best)."""
-        from jaxmask import export
         revealed = self.revealed(state.masker.variables)
         probes = validation_probes(self.images, self.labels, revealed, self.num_classes, self.settings,
                                    seed=step)

@@ -1,4 +1,4 @@
-"""The exact-k reveal primitive: ``topk_split``.
+"""The reveal primitives: ``topk_split`` (exact k), ``capped_split`` (at most k), and ``release``.
 
 ``h`` is the hard indicator of the k largest mask entries of each image. It is
 built by scattering ones at the indices ``lax.top_k`` returns, never by
@@ -165,8 +165,8 @@ def capped_split(m: jax.Array, k: int, threshold: float = 0.5) -> tuple[jax.Arra
     return _capped_split(m, k, float(threshold))
 
 
-def reveal(m: jax.Array, images: jax.Array, k: int, values: str = "binary",
-           cap_threshold: float | None = None) -> tuple[jax.Array, jax.Array]:
+def release(m: jax.Array, images: jax.Array, k: int, values: str = "binary",
+            cap_threshold: float | None = None) -> tuple[jax.Array, jax.Array]:
     """The release of ``images`` under the masker's scores ``m``: (released images, reveal mask).
 
     The one release rule, shared by training (``steps.mask_images``) and the

@@ -21,13 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmask import checkpoint, parallel, platform
-from jaxmask.data import cache as cache_lib
+from jaxmask import build, checkpoint, parallel, platform, selection
 from jaxmask.data import pipeline
 from jaxmask.metrics import MetricsWriter, PhaseTimer
+from jaxmask.workdir import StopOnSignal
 
 
-def evaluate_split(steps: parallel.ParallelSteps, state, source, global_batch: int,
+def evaluate_split(compiled: parallel.ParallelSteps, state, source, global_batch: int,
                    cache=None) -> dict[str, float]:
     """Φ accuracy on the revealed and the hidden part, and the revealed fraction, over ``source``.
 
@@ -35,23 +35,19 @@ def evaluate_split(steps: parallel.ParallelSteps, state, source, global_batch: i
     ``accuracy_pattern``). ``cache``: this process's ``ShardCache`` of ``source``
     (the same batches, no decoding).
     """
-    totals = None
+    totals, pixels_per_image = None, 0
     for batch in pipeline.eval_batches(source, global_batch=global_batch, cache=cache):
-        sums = steps.eval_step(state, batch)
+        sums = compiled.eval_step(state, batch)
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+        pixels_per_image = batch["image"].shape[1] * batch["image"].shape[2]
     if totals is None:
         raise ValueError(f"evaluation split has {len(source)} examples, fewer than one batch of {global_batch}")
     totals = jax.device_get(totals)
     count = float(totals["count"])
-    pixels = count * source_pixels(source)
+    pixels = count * pixels_per_image
     accuracies = {f"accuracy_{key[len('correct_'):]}": float(value) / count
                   for key, value in totals.items() if key.startswith("correct_")}
     return {**accuracies, "revealed_fraction": float(totals["revealed"]) / pixels, "count": count}
-
-
-def source_pixels(source) -> int:
-    image = source[0]["image"]
-    return int(image.shape[0] * image.shape[1])
 
 
 def _check_finite(step: int, metrics: dict[str, float]) -> None:
@@ -70,17 +66,10 @@ def _log(step, num_rounds, metrics, images_per_s, eta_s, times):
                  time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0))), share, parts)
 
 
-def _train_round(steps: parallel.ParallelSteps, state, batches):
-    """Batches already on the mesh go straight to the compiled round; host batches are placed by ``steps``."""
-    if all(isinstance(x, jax.Array) for x in jax.tree.leaves(batches)):
-        return steps.round_fn(state, batches)
-    return steps.train_round(state, batches)
-
-
 def _due(step: int, every: int | None) -> bool:
     """Whether an ``*_every`` interval falls on ``step`` (None: never; the last round always counts elsewhere).
 
-    The commands refuse an interval below 1 up front (jaxmask/validation.py); an API caller passing 0
+    The commands refuse an interval below 1 up front (jaxmask/config_checks.py); an API caller passing 0
     gets the same sentence here, not a ZeroDivisionError.
     """
     if every is not None and (not isinstance(every, int) or every < 1):
@@ -88,63 +77,42 @@ def _due(step: int, every: int | None) -> bool:
     return every is not None and step % every == 0
 
 
-def _check_split_sizes(config, sources: dict[str, Any]) -> None:
-    """Every split holds at least one batch (checked before anything compiles)."""
-    for split, source in sources.items():
-        if len(source) < config.batch_size:
-            field = f"config.data.num_{split}" if config.dataset == "synth_faces" else f"the {split} split"
-            raise ValueError(f"{field} has {len(source)} examples, fewer than one batch of config.batch_size="
-                             f"{config.batch_size}: use more examples, or a smaller --config.batch_size")
-
-
-def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bool = False) -> dict[str, Any]:
+def train_and_evaluate(config, workdir: str, *, recipe: build.Recipe | None = None,
+                       accept_unverified_checkpoint: bool = False) -> dict[str, Any]:
     """Trains the masker and Φ of ``config``; returns the gathered state and last metrics.
 
-    ``accept_unverified_checkpoint``: resume from a checkpoint without checksums
-    (else refused: jaxmask/checkpoint.py).
+    ``recipe``: ``build.from_config(config)`` if the caller built it already
+    (the method is built once per process); ``accept_unverified_checkpoint``:
+    resume from a checkpoint without checksums (else refused: jaxmask/checkpoint.py).
     """
-    # ---- Setup: devices, steps, data.
+    # ---- Setup: the recipe (built once, handed down), devices, steps, data.
+    recipe = build.from_config(config) if recipe is None else recipe
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     # Before anything compiles: a workdir whose checkpoint has other shapes or meaning is refused.
-    checkpoints = checkpoint.TrainCheckpoints(workdir, config, accept_unverified=accept_unverified_checkpoint)
+    checkpoints = checkpoint.TrainCheckpoints(workdir, recipe, accept_unverified=accept_unverified_checkpoint)
     try:
-        image_shape = (config.image_size, config.image_size, config.channels)
-        train_source = pipeline.get_source(config, "train")
-        validation_source = pipeline.get_source(config, "validation")
-        _check_split_sizes(config, {"train": train_source, "validation": validation_source})
+        compiled = parallel.wrap(recipe)     # nothing compiles yet: the first round does
+        # The splits (each at least one batch), decoded once, and the batches (jit: placed on the mesh
+        # ahead of use by a prefetch thread; pmap splits host batches itself).
+        inputs = pipeline.training_inputs(config, mesh=compiled.mesh if compiled.mode == "jit" else None)
     except BaseException:
         checkpoints.close()
         raise
-    steps = parallel.build(config, image_shape)
     logging.info("process %d/%d, %d local / %d global devices (%s), parallel=%s, k=%d of %d pixels",
                  jax.process_index(), jax.process_count(), jax.local_device_count(),
-                 len(steps.devices), steps.devices[0].platform, steps.mode, steps.method.reveal.k,
+                 len(compiled.devices), compiled.devices[0].platform, compiled.mode, recipe.method.reveal.k,
                  config.image_size ** 2)
     rounds_batches = config.predictor_steps + config.obfuscator_steps
-    # Decode this process's shard of each split once: batches are then index
-    # gathers, with no per-image work in the loop (jaxmask/data/cache.py).
-    train_cache = validation_cache = None
-    if config.data.cache:
-        shard = pipeline.process_shard()
-        train_cache = cache_lib.ShardCache.build(train_source, *shard)
-        validation_cache = cache_lib.ShardCache.build(validation_source, *shard)
-    # jit: batches reach the round already on the mesh, placed ahead by a
-    # prefetch thread (pmap splits host batches itself).
-    mesh = steps.mesh if steps.mode == "jit" else None
-    data = pipeline.train_iterator(
-        train_source, global_batch=config.batch_size, steps_per_round=rounds_batches,
-        seed=config.seed, worker_count=config.data.worker_count, prefetch=config.data.prefetch,
-        cache=train_cache if config.data.cache else False, mesh=mesh)
-    state = steps.init_state(jax.random.key(config.seed))
+    data = inputs.batches
+    state = compiled.init_state(jax.random.key(config.seed))
     # Resume from the workdir's latest checkpoint, if any.
-    state = checkpoints.resume(steps, state, data)
+    state = checkpoints.resume(compiled, state, data)
     # Model selection: fresh validation probes at every evaluation; the best checkpoint's masker is
     # kept as WORKDIR/selected (jaxmask/selection.py). Process 0 only: nothing flows back into training.
     selector = None
     if config.selection.probe_epochs is not None and jax.process_index() == 0:
-        from jaxmask import selection
-        selector = selection.Selector(config, workdir, steps.method)
+        selector = selection.Selector(config, workdir, recipe.method)
     if jax.process_index() == 0:   # one writer: a pod's hosts share the workdir
         # After the resume checks: a refused resume leaves the config.json of its checkpoint.
         path = os.path.join(workdir, "config.json")
@@ -153,7 +121,7 @@ def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bo
         os.replace(path + ".tmp", path)
 
     # ---- Loop.
-    first_round = int(jax.device_get(steps.gather_state(state).step))
+    first_round = int(jax.device_get(compiled.gather_state(state).step))
     # A resumed run rewrites the rounds after its checkpoint: TensorBoard drops the killed run's.
     writer = MetricsWriter(workdir, purge_step=first_round + 1 if first_round else None)
     timer = PhaseTimer()
@@ -166,13 +134,13 @@ def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bo
     cache_before, cpu_before = platform.cache_counts(), time.process_time()
     # Checkpoints every checkpoint_every rounds, at the end, and when SIGTERM/SIGINT
     # (or a multi-process preemption) asks to stop: the round finishes, then saves.
-    with checkpoints, writer, checkpoint.StopOnSignal() as stop:
+    with checkpoints, writer, StopOnSignal() as stop:
         for round_index in range(first_round, config.num_rounds):
             step = round_index + 1
             with timer.phase("input"):
                 batches = next(data)
             with timer.phase("round"):   # dispatch only: the round runs on while the loop goes on
-                state, metrics = _train_round(steps, state, batches)
+                state, metrics = compiled.play_round(state, batches)
                 # Accumulate on device: no host sync until the log line.
                 window = metrics if window is None else jax.tree.map(jnp.add, window, metrics)
             window_rounds += 1
@@ -195,9 +163,9 @@ def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bo
                 with timer.phase("round"):   # queued rounds finish here, not inside the evaluation
                     jax.block_until_ready(state)
                 with timer.phase("eval"):
-                    eval_metrics = evaluate_split(steps, state, validation_source, config.batch_size,
-                                                  cache=validation_cache)
-                    gathered = steps.gather_state(state) if config.selection.probe_epochs is not None else None
+                    eval_metrics = evaluate_split(compiled, state, inputs.validation, config.batch_size,
+                                                  cache=inputs.validation_cache)
+                    gathered = compiled.gather_state(state) if config.selection.probe_epochs is not None else None
                     if selector is not None:
                         eval_metrics = {**eval_metrics, **selector(step, gathered, config, eval_metrics)}
                 logging.info("round %d validation: %s", step,
@@ -208,7 +176,7 @@ def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bo
                 with timer.phase("round"):
                     jax.block_until_ready(state)
                 with timer.phase("checkpoint"):
-                    checkpoints.save(step, steps.gather_state(state), data)
+                    checkpoints.save(step, compiled.gather_state(state), data)
             if logging_now:
                 # The window's wall time includes this round's evaluation and checkpoint.
                 times = timer.fractions()
@@ -229,6 +197,6 @@ def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bo
     if hasattr(data, "close"):
         data.close()   # stops the prefetch threads now, not at interpreter exit
 
-    return {"state": steps.gather_state(state), "train": train_metrics, "validation": eval_metrics,
-            "method": steps.method, "stopped_by": stop.reason,
+    return {"state": compiled.gather_state(state), "train": train_metrics, "validation": eval_metrics,
+            "method": recipe.method, "stopped_by": stop.reason,
             "selected": None if selector is None else selector.path}

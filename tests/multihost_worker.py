@@ -154,23 +154,23 @@ def main(argv=None) -> None:
 
     shards = shard_report()      # the real pipeline, before the patches below
     rounds_trained = []
-    build = parallel.build
+    wrap = parallel.wrap
 
-    def counting_build(*build_args, **build_kwargs):
+    def counting_wrap(*wrap_args, **wrap_kwargs):
         # Counts the rounds this run trains: a resumed run trains only the rest.
-        steps = build(*build_args, **build_kwargs)
+        compiled = wrap(*wrap_args, **wrap_kwargs)
 
-        def train_round(state, batches):
+        def round_fn(state, batches):
             rounds_trained.append(1)
-            return steps.train_round(state, batches)
+            return compiled.round_fn(state, batches)
 
-        return dataclasses.replace(steps, train_round=train_round)
+        return dataclasses.replace(compiled, round_fn=round_fn)
 
     def train_iterator(source, **kwargs):
         assert kwargs["global_batch"] == GLOBAL_BATCH and kwargs["steps_per_round"] == STEPS_PER_ROUND
         return round_batches_iterator(jax.process_index(), jax.process_count())
 
-    parallel.build = counting_build
+    parallel.wrap = counting_wrap
     pipeline.train_iterator = train_iterator
     pipeline.get_source = lambda config, split: validation_records()
     ready = time.time()

@@ -150,7 +150,7 @@ def rgb(height, width, seed=0):
 def make_bundle(path, size=16):
     """A random masker bundle (the test suite's recipe; APIs main has too)."""
     import jax
-    from jaxmask import checkpoint, config_files, export
+    from jaxmask import build, checkpoint, config_files, export
     config = config_files.load(SMOKE.split(":")[0], "smoke")
     config.image_size = size
     rng = np.random.default_rng(0)
@@ -161,22 +161,22 @@ def make_bundle(path, size=16):
         if "var" in jax.tree_util.keystr(p):
             return rng.uniform(0.5, 1.5, x.shape).astype(x.dtype)
         return (0.3 * rng.normal(size=x.shape)).astype(x.dtype)
-    state = jax.tree_util.tree_map_with_path(fill, checkpoint.state_template(config)).replace(step=np.int32(3))
+    state = jax.tree_util.tree_map_with_path(fill, build.from_config(config).template()).replace(step=np.int32(3))
     export.export_masker(state, config, path, step=3)
 
 
 def make_checkpoint(workdir, nan=False):
     import grain
     import jax
-    from jaxmask import checkpoint, config_files
+    from jaxmask import build, checkpoint, config_files
     config = config_files.load(SMOKE.split(":")[0], "smoke")
     rng = np.random.default_rng(0)
     state = jax.tree.map(lambda x: rng.normal(size=x.shape).astype(x.dtype) if x.dtype.kind == "f"
-                         else np.asarray(x), checkpoint.state_template(config)).replace(step=np.int32(2))
+                         else np.asarray(x), build.from_config(config).template()).replace(step=np.int32(2))
     if nan:
         jax.tree.leaves(state.masker.params)[0].flat[0] = np.nan
     it = iter(grain.MapDataset.range(100).to_iter_dataset().batch(4))
-    with checkpoint.TrainCheckpoints(workdir, config) as checkpoints:
+    with checkpoint.TrainCheckpoints(workdir, build.from_config(config)) as checkpoints:
         checkpoints.save(2, state, it)
 
 

@@ -93,7 +93,7 @@ def make_checkpoint(workdir, overrides=(), step=2):
     and the config.json a training writes beside it."""
     import grain
     import jax
-    from jaxmask import checkpoint
+    from jaxmask import build, checkpoint
     config = smoke_config(overrides)
     rng = np.random.default_rng(0)
 
@@ -104,9 +104,9 @@ def make_checkpoint(workdir, overrides=(), step=2):
         if "var" in name:
             return rng.uniform(0.5, 1.5, x.shape).astype(x.dtype)
         return (0.1 * rng.normal(size=x.shape)).astype(x.dtype)
-    state = jax.tree_util.tree_map_with_path(fill, checkpoint.state_template(config)).replace(step=np.int32(step))
+    state = jax.tree_util.tree_map_with_path(fill, build.from_config(config).template()).replace(step=np.int32(step))
     it = iter(grain.MapDataset.range(100).to_iter_dataset().batch(4))
-    with checkpoint.TrainCheckpoints(workdir, config) as checkpoints:
+    with checkpoint.TrainCheckpoints(workdir, build.from_config(config)) as checkpoints:
         checkpoints.save(step, state, it)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))

@@ -5,7 +5,7 @@ import pytest
 
 from jaxmask import baselines, evaluate
 from jaxmask.export import export_masker, load_masker
-from jaxmask.state import build_method
+from jaxmask.build import build_method
 from test_evaluate import random_masker_state
 
 B, H, W, C = 3, 32, 32, 3

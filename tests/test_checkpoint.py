@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from conftest import REPO, load_config
 
-from jaxmask import checkpoint, parallel
+from jaxmask import build, checkpoint, parallel, resume, workdir
 
 ROUNDS, EVERY = 10, 2
 # The smoke config's programs (tests/test_train.py compiles the same ones) and a small
@@ -89,7 +89,7 @@ def restore(workdir, step=None):
     config = load_config("synth_hair", "smoke")
     with checkpoint.TrainCheckpoints(workdir, read_only=True) as checkpoints:
         step = checkpoints.latest_step() if step is None else step
-        return checkpoints.restore(checkpoint.state_template(config), step)
+        return checkpoints.restore(build.from_config(config).template(), step)
 
 
 def data_state(workdir, step):
@@ -188,7 +188,7 @@ def test_a_workdir_of_other_shapes_is_refused_naming_the_field(tmp_path):
     """`jaxmask train` on a workdir checkpointed with other masker widths: exit 1 before compiling."""
     config = load_config("synth_hair", "smoke")
     config.data.num_train, config.data.num_validation = 48, 32  # as TRAIN_FLAGS: only the widths differ
-    with checkpoint.TrainCheckpoints(str(tmp_path), config) as checkpoints:
+    with checkpoint.TrainCheckpoints(str(tmp_path), build.from_config(config)) as checkpoints:
         checkpoints.save(EVERY, _random_state(config, EVERY), _iterator(1))
     returncode, log = train(str(tmp_path), train_env(), "--config.masker_widths=(8,32)")
     assert returncode == 1
@@ -201,19 +201,19 @@ def test_compare_configs_names_shape_fields_and_reports_the_rest():
     saved = load_config("synth_hair", "smoke")
     current = load_config("synth_hair", "smoke")
     current.num_rounds, current.num_devices, current.masker_learning_rate = 50, 1, 0.01
-    changed = checkpoint.compare_configs(saved, current, "ckpt")
+    changed = resume.compare_configs(saved, build.from_config(current), "ckpt")
     assert changed == {"num_rounds": (6, 50), "masker_learning_rate": (0.001, 0.01)}
-    for field, value in [("image_size", 64), ("num_classes", 3), ("phi_widths", (8, 8)), ("optimizer", "sgd")]:
+    for field, value in [("image_size", 64), ("phi_hidden", 32), ("phi_widths", (8, 8)), ("optimizer", "sgd")]:
         other = load_config("synth_hair", "smoke")
         other[field] = value
-        with pytest.raises(checkpoint.IncompatibleCheckpointError, match=f"ckpt was trained with {field}="):
-            checkpoint.compare_configs(saved, other, "ckpt")
+        with pytest.raises(resume.IncompatibleCheckpointError, match=f"ckpt was trained with {field}="):
+            resume.compare_configs(saved, build.from_config(other), "ckpt")
 
 
 def _random_state(config, seed):
     """A single-copy TrainState of ``config``'s shapes with random contents (no compilation)."""
     rng = np.random.default_rng(seed)
-    template = checkpoint.state_template(config)
+    template = build.from_config(config).template()
     state = jax.tree.map(lambda x: rng.normal(size=x.shape).astype(x.dtype) if x.dtype.kind == "f"
                          else np.asarray(x), template)
     return state.replace(step=np.int32(seed))
@@ -235,19 +235,19 @@ def test_restore_across_device_counts_and_parallel_modes(tmp_path):
     def steps_for(mode, n):
         c = load_config("synth_hair", "smoke")
         c.image_size, c.parallel, c.num_devices = 16, mode, n
-        return built.setdefault((mode, n), parallel.build(c, (16, 16, 3)))
+        return built.setdefault((mode, n), parallel.wrap(build.from_config(c)))
 
     saved = _random_state(config, 5)
-    with checkpoint.TrainCheckpoints(str(tmp_path), config) as checkpoints:
+    with checkpoint.TrainCheckpoints(str(tmp_path), build.from_config(config)) as checkpoints:
         eight = steps_for("jit", 8)
         placed = eight.place_state(saved)
         assert len(jax.tree.leaves(placed)[0].sharding.device_set) == 8
         checkpoints.save(5, eight.gather_state(placed), _iterator(3))
-    template = checkpoint.state_template(config)
+    template = build.from_config(config).template()
     for step, (mode, n) in [(5, ("jit", 1)), (6, ("pmap", 8))]:
         steps = steps_for(mode, n)
         data = _iterator(0)
-        with checkpoint.TrainCheckpoints(str(tmp_path), config) as checkpoints:
+        with checkpoint.TrainCheckpoints(str(tmp_path), build.from_config(config)) as checkpoints:
             assert checkpoints.latest_step() == step
             placed = steps.place_state(checkpoints.restore(template, step, data))
             gathered = steps.gather_state(placed)
@@ -263,7 +263,7 @@ def test_a_partial_checkpoint_is_ignored_and_cleaned_up(tmp_path):
     config = load_config("synth_hair", "smoke")
     config.image_size = 16
     state = _random_state(config, 2)
-    with checkpoint.TrainCheckpoints(str(tmp_path), config) as checkpoints:
+    with checkpoint.TrainCheckpoints(str(tmp_path), build.from_config(config)) as checkpoints:
         checkpoints.save(2, state, _iterator(1))
     root = tmp_path / "checkpoints"
     partial = root / "4.orbax-checkpoint-tmp"      # orbax names it so until the commit renames it
@@ -273,9 +273,9 @@ def test_a_partial_checkpoint_is_ignored_and_cleaned_up(tmp_path):
             path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with checkpoint.TrainCheckpoints(str(tmp_path), read_only=True) as checkpoints:
         assert checkpoints.latest_step() == 2 and checkpoints.all_steps() == [2]
-    with checkpoint.TrainCheckpoints(str(tmp_path), config) as checkpoints:   # a training run opens it
+    with checkpoint.TrainCheckpoints(str(tmp_path), build.from_config(config)) as checkpoints:   # a training run opens it
         assert checkpoints.latest_step() == 2
-        restored = checkpoints.restore(checkpoint.state_template(config))
+        restored = checkpoints.restore(build.from_config(config).template())
     assert not partial.exists()
     for want, got in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
         np.testing.assert_array_equal(got, want)
@@ -283,7 +283,7 @@ def test_a_partial_checkpoint_is_ignored_and_cleaned_up(tmp_path):
 
 def test_stop_on_signal_sets_the_reason_and_restores_handlers():
     previous = signal.getsignal(signal.SIGTERM)
-    with checkpoint.StopOnSignal() as stop:
+    with workdir.StopOnSignal() as stop:
         assert not stop.requested
         os.kill(os.getpid(), signal.SIGTERM)
         assert stop.reason == "SIGTERM"

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from jaxmask import evaluate, evaluators, report
+from jaxmask import config_checks, evaluate, report
 from jaxmask.commands import evaluate as evaluate_command
-from jaxmask.data import synthetic
+from jaxmask.data import pipeline, synthetic
+from jaxmask.evaluation import common, networks
 from jaxmask.export import export_masker, load_masker
-from jaxmask.state import build_method
+from jaxmask.build import build_method
 
 
 def random_masker_state(config, seed=0):
@@ -61,12 +62,12 @@ def test_mask_quality_counts_revealed_pixels_per_region():
     identity = np.zeros((2, 4, 4), bool)
     identity[:, 0, 3] = True
     identity[:, 3, :] = True                       # 1 in the identity region
-    quality = evaluate.mask_quality(revealed, task, identity)
+    quality = common.mask_quality(revealed, task, identity)
     assert quality == {"revealed_fraction": 0.25, "task_region_share": 0.75, "task_region_revealed": 1.0,
                        "identity_region_share": 0.25}
-    assert evaluate.mask_quality(revealed) == {"revealed_fraction": 0.25}
+    assert common.mask_quality(revealed) == {"revealed_fraction": 0.25}
     revealed[1, 1, 0] = 1                          # a capped reveal: 4 and 5 pixels
-    assert evaluate.mask_quality(revealed) == {"revealed_fraction": 9 / 32, "revealed_fraction_min": 0.25,
+    assert common.mask_quality(revealed) == {"revealed_fraction": 9 / 32, "revealed_fraction_min": 0.25,
                                                "revealed_fraction_max": 5 / 16}
 
 
@@ -78,30 +79,30 @@ def test_task_region_revealed_is_the_mean_per_image_recall():
     revealed[0, 0] = 1                             # 4 of 8 revealed
     revealed[1, 0, 0] = 1                          # 1 of 2 revealed
     revealed[1, 3, 3] = 1                          # outside the region: no effect on recall
-    assert evaluate.mask_quality(revealed, task)["task_region_revealed"] == pytest.approx(0.5)
+    assert common.mask_quality(revealed, task)["task_region_revealed"] == pytest.approx(0.5)
     # Not pooled over images: image 1's single pixel counts as much as image 0's four.
     revealed[1, 0, 1] = 1
-    assert evaluate.mask_quality(revealed, task)["task_region_revealed"] == pytest.approx(0.75)
+    assert common.mask_quality(revealed, task)["task_region_revealed"] == pytest.approx(0.75)
     # Everything revealed (Original) or exactly the task region revealed: recall 1.
     everything = np.ones((2, 4, 4, 1), np.float32)
-    assert evaluate.mask_quality(everything, task)["task_region_revealed"] == 1.0
-    exact = evaluate.mask_quality(task[..., None].astype(np.float32), task)
+    assert common.mask_quality(everything, task)["task_region_revealed"] == 1.0
+    exact = common.mask_quality(task[..., None].astype(np.float32), task)
     assert exact["task_region_revealed"] == 1.0 and exact["task_region_share"] == 1.0
     # Images without a task region are left out of the mean.
     task[1] = False
-    assert evaluate.mask_quality(np.zeros_like(revealed), task)["task_region_revealed"] == 0.0
-    assert evaluate.mask_quality(everything, task)["task_region_revealed"] == 1.0
+    assert common.mask_quality(np.zeros_like(revealed), task)["task_region_revealed"] == 0.0
+    assert common.mask_quality(everything, task)["task_region_revealed"] == 1.0
 
 
 def test_cosine_similarity_and_standard_error():
     a = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
     b = np.array([[2.0, 0.0], [-1.0, -1.0], [1.0, 0.0]])
-    np.testing.assert_allclose(evaluate.cosine_similarity(a, b), [1.0, -1.0, 0.0])
-    assert evaluate.standard_error(0.5, 100) == pytest.approx(0.05)
+    np.testing.assert_allclose(common.cosine_similarity(a, b), [1.0, -1.0, 0.0])
+    assert common.standard_error(0.5, 100) == pytest.approx(0.05)
 
 
 def test_load_split_gives_arrays_with_regions(smoke_config):
-    split = evaluate.load_split(smoke_config, "test", limit=10)
+    split = pipeline.load_split(smoke_config, "test", limit=10)
     assert split["image"].shape == (10, 32, 32, 3) and split["image"].dtype == np.float32
     assert 0 <= split["image"].min() and split["image"].max() <= 1
     assert split["label"].shape == split["identity"].shape == (10,)
@@ -117,7 +118,7 @@ def test_eval_net_learns_two_heads_and_embeds():
     images = images.astype(np.float32)
     labels, classes = {"a": a, "b": b}, {"a": 2, "b": 2}
     lines = []
-    net = evaluators.train_classifier(images, labels, num_classes=classes, widths=(8, 8), epochs=10,
+    net = networks.train_classifier(images, labels, num_classes=classes, widths=(8, 8), epochs=10,
                                       batch_size=32, learning_rate=5e-3, progress=lines.append)
     assert len(lines) == 10 and "epoch 10/10" in lines[-1]
     accuracies = net.accuracies(images, labels)
@@ -125,11 +126,11 @@ def test_eval_net_learns_two_heads_and_embeds():
     assert net.accuracy(images, a, "a") == accuracies["a"]
     assert net.embed(images[:5]).shape == (5, 8)
     # Fine-tuning starts from the given parameters.
-    tuned = evaluators.train_classifier(images, labels, num_classes=classes, widths=(8, 8), epochs=1,
+    tuned = networks.train_classifier(images, labels, num_classes=classes, widths=(8, 8), epochs=1,
                                         batch_size=32, init_params=net.params)
     assert tuned.accuracies(images, labels)["a"] >= 0.95
     with pytest.raises(ValueError, match="labels must lie"):
-        evaluators.train_classifier(images, {"a": a + 5}, num_classes={"a": 2}, epochs=1)
+        networks.train_classifier(images, {"a": a + 5}, num_classes={"a": 2}, epochs=1)
 
 
 def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path):
@@ -198,9 +199,9 @@ def test_parse_and_check_models(untrained_bundle):
         with pytest.raises(ValueError):
             evaluate_command.parse_models(bad)
     expression = load_config("synth_expression", "smoke")
-    evaluate_command.check_models(load_config("synth_hair", "smoke"), {"Ours": untrained_bundle})
+    evaluate.check_models(load_config("synth_hair", "smoke"), {"Ours": untrained_bundle})
     with pytest.raises(ValueError, match="task='hair'"):
-        evaluate_command.check_models(expression, {"Ours": untrained_bundle})
+        evaluate.check_models(expression, {"Ours": untrained_bundle})
 
 
 def test_expression_config_measures_the_mouth_area():
@@ -232,10 +233,10 @@ def test_attacker_and_evaluator_learn_synthfaces_originals(experiment):
     (and the utility numbers only if the evaluator can do the task): the default settings of
     the evaluation, on original images (~1-2 min each on 2 CPU cores)."""
     config = load_config(experiment)
-    train, test = evaluate.load_split(config, "train"), evaluate.load_split(config, "test", 1000)
+    train, test = pipeline.load_split(config, "train"), pipeline.load_split(config, "test", 1000)
     settings = evaluate.get_config().network
     heads = {"label": config.num_classes, "identity": config.data.num_identities}
-    network = evaluators.train_classifier(
+    network = networks.train_classifier(
         train["image"], {head: train[head] for head in heads}, num_classes=heads,
         widths=tuple(settings.widths), epochs=settings.epochs, batch_size=settings.batch_size,
         learning_rate=settings.learning_rate)
@@ -246,8 +247,9 @@ def test_attacker_and_evaluator_learn_synthfaces_originals(experiment):
     assert accuracy["label"] >= 0.9
 
 
-def test_probe_releases_picks_the_probed_rows_and_names_unknown_ones():
-    """Which rows are probed follows from each row's flags, never from its name."""
+def test_probe_releases_picks_the_probed_rows_and_names_unknown_ones(smoke_config):
+    """Which rows are probed follows from each row's flags, never from its name; a name the evaluation
+    does not release is refused by the eval checks (config_checks), before any work, on every path."""
     from jaxmask.evaluation import rows
     config = evaluate.get_config()
     task = np.zeros((4, 8, 8), bool)
@@ -265,4 +267,6 @@ def test_probe_releases_picks_the_probed_rows_and_names_unknown_ones():
     for bad in (("Ourz",), ("Original",)):
         config.probe_releases = bad
         with pytest.raises(ValueError, match="probe_releases"):
-            rows.probed(config, table())
+            config_checks.check_eval_config(config, smoke_config, ["Non-adversarial", "Ours"])
+        with pytest.raises(ValueError, match="probe_releases"):     # the Python API checks them too
+            evaluate.evaluate(smoke_config, {}, config, progress=None)

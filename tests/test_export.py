@@ -1,6 +1,7 @@
 """The masker bundle: export → load_masker → masks exactly like the live state; damage is refused."""
 
 import ast
+import dataclasses
 import functools
 import hashlib
 import json
@@ -15,8 +16,8 @@ import pytest
 from conftest import REPO, load_config
 
 import jaxmask
-from jaxmask import checkpoint, export, steps
-from jaxmask.state import build_method
+from jaxmask import build, checkpoint, export, resume, steps
+from jaxmask.build import build_method
 
 IMAGE_SIZE = 16
 
@@ -32,7 +33,7 @@ def random_state(config, seed: int = 0):
             return rng.uniform(0.5, 1.5, x.shape).astype(x.dtype)
         return (0.3 * rng.normal(size=x.shape)).astype(x.dtype)
 
-    state = jax.tree_util.tree_map_with_path(fill, checkpoint.state_template(config))
+    state = jax.tree_util.tree_map_with_path(fill, build.from_config(config).template())
     return state.replace(step=np.int32(7))
 
 
@@ -64,15 +65,16 @@ def test_loaded_bundle_masks_exactly_like_the_live_state(live, bundle_dir):
     bundle = jaxmask.load_masker(bundle_dir)
     assert (bundle.k, bundle.values, bundle.image_size, bundle.channels, bundle.step) == \
         (method.reveal.k, "binary", IMAGE_SIZE, 3, 7)
-    assert bundle.config == checkpoint.config_dict(config)
+    assert bundle.config == resume.config_dict(config)
     assert bundle.classifier is None and bundle.classifier_variables is None
     for values in ("binary", "soft"):
         # Both jitted: eager and fused soft masks may differ in the last bit.
-        want = jax.jit(functools.partial(steps.mask_images, method.players.masker, k=method.reveal.k, values=values))(
-            state.masker.variables, images)
+        live_method = dataclasses.replace(method, reveal=dataclasses.replace(method.reveal, values=values))
+        bundle_method = dataclasses.replace(live_method, players=dataclasses.replace(
+            method.players, masker=bundle.masker))    # the bundle's own module, in the training's release
+        want = jax.jit(functools.partial(steps.mask_images, live_method))(state.masker.variables, images)
         for got in (bundle.mask(images, values=values),
-                    jax.jit(functools.partial(steps.mask_images, bundle.masker, k=bundle.k, values=values))(
-                        bundle.variables, images)):
+                    jax.jit(functools.partial(steps.mask_images, bundle_method))(bundle.variables, images)):
             for w, g in zip(want, got):
                 assert g.dtype == np.float32
                 np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
@@ -177,7 +179,7 @@ def test_the_bundle_module_needs_no_training_stack():
 def test_export_command_and_loading_without_the_input_pipeline(live, tmp_path):
     config, state, method, images = live
     workdir = tmp_path / "work"
-    with checkpoint.TrainCheckpoints(str(workdir), config) as checkpoints:
+    with checkpoint.TrainCheckpoints(str(workdir), build.from_config(config)) as checkpoints:
         checkpoints.save(7, state, iter(grain.MapDataset.range(8).to_iter_dataset()))
     records = [{"step": 6, "split": "validation", "accuracy_revealed": 0.5},
                {"step": 7, "split": "train", "predictor_loss": 1.0},
@@ -206,7 +208,7 @@ print(bundle.step, bundle.metrics["step"], bundle.metrics["accuracy_revealed"], 
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["7", "7", "0.625", "True"]
-    _, want = steps.mask_images(method.players.masker, state.masker.variables, images, method.reveal.k)
+    _, want = steps.mask_images(method, state, images)
     np.testing.assert_array_equal(np.load(tmp_path / "mask.npy"), want)
 
 

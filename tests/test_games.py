@@ -7,7 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmask import build_method, create_train_state, games, steps, topk
+import dataclasses
+
+from jaxmask import build_method, create_train_state, topk
+from jaxmask.games import adversaries, paper, random_masks, table
 
 IMAGE_SHAPE = (16, 16, 3)
 
@@ -51,9 +54,9 @@ def compiled(setup):
     """Each role jitted once for the module's method (a fresh jit object would recompile)."""
     method, _ = setup
     bind = lambda fn: jax.jit(functools.partial(fn, method))
-    return {"adversary": bind(games.adversary_step), "privacy": bind(games.privacy_step),
-            "random_mask_predictor": bind(games.random_mask_predictor_step),
-            "predictor": bind(steps.predictor_step), "eval": bind(steps.eval_step)}
+    return {"adversary": bind(adversaries.adversary_step), "privacy": bind(adversaries.privacy_step),
+            "random_mask_predictor": bind(random_masks.random_mask_predictor_step),
+            "predictor": bind(paper.predictor_step), "eval": bind(table.eval_step)}
 
 
 def test_players_and_mask_channel(setup):
@@ -66,17 +69,17 @@ def test_players_and_mask_channel(setup):
     paper = build_method(game_config("paper", mask_channel=False))
     assert paper.players.complement == () and paper.players.pattern == ()
     non_adversarial = build_method(game_config("realx", obfuscator_steps=0))
-    assert non_adversarial.players.complement == () and non_adversarial.game.adversary_steps == 0
+    assert non_adversarial.players.complement == () and non_adversarial.adversary.steps == 0
     with pytest.raises(ValueError, match="config.game='nope'"):
         build_method(game_config("nope"))
 
 
 def test_random_masks_are_exact_k_and_batch_independent():
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(3), i))(jnp.arange(64))
-    masks = games.random_masks(keys, (64, 16, 16, 1), 40)
+    masks = random_masks.random_masks(keys, (64, 16, 16, 1), 40)
     np.testing.assert_array_equal(np.asarray(masks).reshape(64, -1).sum(1), 40)
     # An image's mask depends on its own key only, not on the rest of the batch.
-    np.testing.assert_array_equal(games.random_masks(keys[5:7], (2, 16, 16, 1), 40), masks[5:7])
+    np.testing.assert_array_equal(random_masks.random_masks(keys[5:7], (2, 16, 16, 1), 40), masks[5:7])
     assert len({np.asarray(m).tobytes() for m in masks}) >= 48   # smooth 2×2 blobs can coincide
 
 
@@ -92,20 +95,19 @@ def test_adversary_step_trains_only_the_adversaries(setup, compiled):
 def test_adversary_updates_exit_early_once_every_member_is_strong(setup, compiled):
     """exit_accuracy: the round's remaining updates are skipped (not computed) once the weakest member
     reached it; unset, every update runs."""
-    import dataclasses
     method, state = setup
     batches = [batch(jax.random.key(10 + j)) for j in range(2)]
     one_step, _ = compiled["adversary"](state, batches[0])
     for exit_accuracy, expected in ((None, 2), (0.0, 1)):
-        exiting = dataclasses.replace(method, game=dataclasses.replace(
-            method.game, adversary_steps=2, exit_accuracy=exit_accuracy))
-        new, per_step = jax.jit(lambda s: games.adversary_updates(exiting, s, lambda j: batches[j]))(state)
+        exiting = dataclasses.replace(method, adversary=dataclasses.replace(
+            method.adversary, steps=2, exit_accuracy=exit_accuracy))
+        new, per_step = jax.jit(lambda s: adversaries.adversary_updates(exiting, s, lambda j: batches[j]))(state)
         assert float(per_step[-1]["adversary_updates"]) == expected
         assert same(new.complement, one_step.complement) == (expected == 1)
         assert 0 <= float(per_step[0]["adversary_weakest_accuracy"]) <= float(per_step[0]["complement_train_accuracy"])
     config = game_config()
     config.adversary.exit_accuracy = 0.9
-    assert build_method(config).game.exit_accuracy == 0.9
+    assert build_method(config).adversary.exit_accuracy == 0.9
 
 
 def test_privacy_step_updates_only_the_masker(setup, compiled):
@@ -116,7 +118,7 @@ def test_privacy_step_updates_only_the_masker(setup, compiled):
     # Each term is a CE(uniform, ·) ≥ log 4; the pattern term has weight pattern_weight.
     assert float(metrics["complement_loss"]) >= np.log(4) - 1e-5
     np.testing.assert_allclose(metrics["obfuscator_loss"],
-                               metrics["complement_loss"] + method.game.pattern_weight * metrics["pattern_loss"], rtol=1e-5)
+                               metrics["complement_loss"] + method.adversary.pattern_weight * metrics["pattern_loss"], rtol=1e-5)
 
 
 def test_random_mask_predictor_never_learns_from_the_maskers_masks(setup, compiled):
@@ -137,7 +139,7 @@ def test_random_mask_predictor_never_learns_from_the_maskers_masks(setup, compil
 def test_shuffled_predictor_trains_phi_on_permuted_masks(setup):
     """The shuffled game's utility step updates both Φ (on image i under mask π(i)) and the masker."""
     method, state = setup
-    new, metrics = jax.jit(functools.partial(games.shuffled_mask_predictor_step, method))(
+    new, metrics = jax.jit(functools.partial(random_masks.shuffled_mask_predictor_step, method))(
         state, batch(jax.random.key(6)))
     assert not same(new.phi.params, state.phi.params) and not same(new.masker.params, state.masker.params)
     assert np.isfinite(float(metrics["phi_loss"]))
@@ -146,7 +148,7 @@ def test_shuffled_predictor_trains_phi_on_permuted_masks(setup):
 def test_reinitialisation_refreshes_one_member_in_turn(setup, compiled):
     method, state = setup
     trained, _ = compiled["adversary"](state, batch(jax.random.key(5)))
-    refresh = jax.jit(functools.partial(games.reinitialise_adversaries, method, image_shape=IMAGE_SHAPE))
+    refresh = jax.jit(functools.partial(adversaries.reinitialise_adversaries, method, image_shape=IMAGE_SHAPE))
     assert same(refresh(trained.replace(step=jnp.int32(3))), trained.replace(step=jnp.int32(3)))  # not due
     due = refresh(trained.replace(step=jnp.int32(2)))    # turn 1: member 1 of each ensemble
     assert same(due.complement[0], trained.complement[0])
@@ -159,7 +161,7 @@ def test_round_runs_every_role_and_reveals_exactly_k(setup, compiled):
     method, state = setup
     steps_per_round = method.game.predictor_steps + method.game.obfuscator_steps
     batches = jax.tree.map(lambda *x: jnp.stack(x), *[batch(jax.random.key(i)) for i in range(steps_per_round)])
-    round_fn = jax.jit(functools.partial(games.build_round(method), method))
+    round_fn = jax.jit(functools.partial(table.play_round, method))
     state, metrics = round_fn(state, batches)
     assert int(state.step) == 1
     for key in ("predictor_loss", "obfuscator_loss", "complement_accuracy", "pattern_accuracy",
@@ -187,8 +189,8 @@ def test_capped_release_reveals_at_most_k(setup):
     images = batch(jax.random.key(8))["image"]
     m = method.players.masker.apply(state.masker.variables, images, train=False)
     threshold = float(jnp.quantile(m, 0.8))     # about 51 of 256 pixels above it, k = 90
-    released, mask = mask_images(method.players.masker, state.masker.variables, images, method.reveal.k,
-                                 reveal="cap", cap_threshold=threshold)
+    capped = dataclasses.replace(method, reveal=dataclasses.replace(method.reveal, mode="cap", cap_threshold=threshold))
+    released, mask = mask_images(capped, state, images)
     counts = np.asarray(mask).reshape(8, -1).sum(1)
     assert (counts <= method.reveal.k).all() and counts.sum() < 8 * method.reveal.k
     np.testing.assert_array_equal(np.asarray(mask) > 0, (np.asarray(m) > threshold) & (np.asarray(

@@ -25,7 +25,9 @@ import numpy as np
 import pytest
 
 from conftest import load_config
-from jaxmask import evaluate, export, probes, train
+from jaxmask import export, train
+from jaxmask.data import pipeline
+from jaxmask.evaluation import common, probes
 
 # The worst seed on each (the table above) and the margin the test allows on another CPU.
 MAX_AREA_RATIO = 2.0            # revealed fraction / task-region fraction (worst 1.80)
@@ -39,11 +41,11 @@ def test_default_game_reveals_the_task_region_alone_under_a_loose_cap(tmp_path):
     config.num_devices = 1
     result = train.train_and_evaluate(config, str(tmp_path))
     bundle = export.load_masker(result["selected"])
-    test = evaluate.load_split(config, "test", 1000)
+    test = pipeline.load_split(config, "test", 1000)
     _, mask = bundle.mask(test["image"])
     h = np.asarray(mask) > 0
     recall = probes.per_class_recall(h, test["task_mask"], test["label"], config.num_classes)
-    quality = evaluate.mask_quality(h.astype(np.float32), test["task_mask"], test["identity_mask"])
+    quality = common.mask_quality(h.astype(np.float32), test["task_mask"], test["identity_mask"])
     ratio = quality["revealed_fraction"] / float(test["task_mask"].mean())
     print(f"selected round {bundle.step}: revealed {quality['revealed_fraction']:.3f} ({ratio:.2f}× the task "
           f"region), recall per class {np.round(recall, 3)}, in the identity region "

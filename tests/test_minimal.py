@@ -1,4 +1,4 @@
-"""The minimal-reveal game (jaxmask.minimal): K is a cap, the area is minimised under constraints
+"""The minimal-reveal game (jaxmask.games.minimal): K is a cap, the area is minimised under constraints
 whose multipliers are learned by dual ascent; and the games table that plays it."""
 
 import dataclasses
@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmask import build_method, create_train_state, games, minimal, utility
+from jaxmask import build_method, create_train_state
+from jaxmask.games import minimal, random_masks, table
 
 from test_games import IMAGE_SHAPE, batch, game_config, same
 
@@ -38,12 +39,12 @@ def test_the_game_needs_a_cap_and_carries_its_multipliers(setup):
 
 def test_random_masks_at_rates_vary_per_image_and_are_batch_independent():
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(3), i))(jnp.arange(256))
-    masks = np.asarray(utility.random_masks_at_rates(keys, (256, 16, 16, 1), min_rate=0.01))
+    masks = np.asarray(random_masks.random_masks_at_rates(keys, (256, 16, 16, 1), min_rate=0.01))
     counts = masks.reshape(256, -1).sum(1)
     assert counts.min() >= 1 and counts.max() <= 256 and set(np.unique(masks)) <= {0.0, 1.0}
     # Log-uniform over [0.01, 1]: about half the images below 10% of the pixels, half above.
     assert 0.35 <= np.mean(counts < 0.1 * 256) <= 0.65
-    np.testing.assert_array_equal(utility.random_masks_at_rates(keys[5:7], (2, 16, 16, 1), 0.01), masks[5:7])
+    np.testing.assert_array_equal(random_masks.random_masks_at_rates(keys[5:7], (2, 16, 16, 1), 0.01), masks[5:7])
 
 
 def test_boundary_prices_a_lattice_above_a_solid_region_of_the_same_area():
@@ -58,17 +59,17 @@ def test_dual_ascent_raises_violated_and_lowers_satisfied_multipliers(setup):
     chance = 0.25
     metrics = {"predictor_accuracy": jnp.float32(0.5),                          # utility violated by 0.45
                "complement_accuracy": jnp.float32(chance),                       # hidden satisfied by 0.05
-               "pattern_accuracy": jnp.float32(chance + method.game.pattern_margin)}  # exactly on the bound
+               "pattern_accuracy": jnp.float32(chance + method.minimal.pattern_margin)}  # exactly on the bound
     new, out = minimal.update_multipliers(method, state, metrics)
-    eta = method.game.dual_learning_rate
-    np.testing.assert_allclose(float(new.log_multipliers["utility"]), eta * (method.game.utility_accuracy - 0.5), rtol=1e-6)
-    np.testing.assert_allclose(float(new.log_multipliers["hidden"]), -eta * method.game.hidden_margin, rtol=1e-6)
+    eta = method.minimal.dual_learning_rate
+    np.testing.assert_allclose(float(new.log_multipliers["utility"]), eta * (method.minimal.utility_accuracy - 0.5), rtol=1e-6)
+    np.testing.assert_allclose(float(new.log_multipliers["hidden"]), -eta * method.minimal.hidden_margin, rtol=1e-6)
     assert float(new.log_multipliers["pattern"]) == 0.0
     assert float(out["multiplier_utility"]) > 1 > float(out["multiplier_hidden"])
     # Bounded: a constraint that cannot be met does not run away.
-    bounded = dataclasses.replace(method, game=dataclasses.replace(method.game, dual_learning_rate=1e3))
+    bounded = dataclasses.replace(method, minimal=dataclasses.replace(method.minimal, dual_learning_rate=1e3))
     far, _ = minimal.update_multipliers(bounded, state, metrics)
-    assert float(far.log_multipliers["utility"]) == method.game.max_log_multiplier
+    assert float(far.log_multipliers["utility"]) == method.minimal.max_log_multiplier
 
 
 def test_area_term_lowers_the_reveal_when_the_constraints_are_slack(setup):
@@ -99,7 +100,7 @@ def test_round_plays_the_table_row_reveals_at_most_k_and_updates_the_multipliers
     method, state = setup
     per_round = method.game.predictor_steps + method.game.obfuscator_steps
     batches = jax.tree.map(lambda *x: jnp.stack(x), *[batch(jax.random.key(i)) for i in range(per_round)])
-    new, metrics = jax.jit(functools.partial(games.play_round, method))(state, batches)
+    new, metrics = jax.jit(functools.partial(table.play_round, method))(state, batches)
     assert int(new.step) == 1
     for name in minimal.CONSTRAINTS:
         assert f"multiplier_{name}" in metrics and f"violation_{name}" in metrics
@@ -108,5 +109,5 @@ def test_round_plays_the_table_row_reveals_at_most_k_and_updates_the_multipliers
     assert not same(new.log_multipliers, state.log_multipliers)
     assert 0 <= float(metrics["revealed_fraction"]) <= method.reveal.k / 256 + 1e-6
     # The games table is the only place a game is named: every row plays through the same function.
-    assert games.build_round(method) is games.play_round
-    assert set(games.GAMES) >= {"paper", "complement", "realx", "shuffled", "minimal"}
+    assert table.train_round is table.play_round
+    assert set(table.GAMES) >= {"paper", "complement", "realx", "shuffled", "minimal"}

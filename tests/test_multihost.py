@@ -234,14 +234,14 @@ def test_tpu_pod_config_differs_from_single_host_in_batch_and_dtype_only(name):
 
 def _compile_pod_round(config):
     """AOT-compiles ``config``'s round on the 8-device mesh and checks its shardings and donation."""
-    from jaxmask import parallel
-    from jaxmask import state as state_lib
+    from jaxmask import build, parallel
     shape = (config.image_size, config.image_size, config.channels)
-    steps = parallel.build(config, shape)
+    recipe = build.from_config(config)
+    steps = parallel.wrap(recipe)
     assert dict(steps.mesh.shape) == {"data": 8}
     replicated = NamedSharding(steps.mesh, P())
     by_step_example = NamedSharding(steps.mesh, P(None, "data"))
-    abstract = jax.eval_shape(lambda: state_lib.create_train_state(steps.method, jax.random.key(0), shape))
+    abstract = recipe.abstract_state
     state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
     num_steps = config.predictor_steps + config.obfuscator_steps
     batches = {

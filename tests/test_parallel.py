@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxmask import parallel
+from jaxmask import build, parallel
 
 IMAGE_SHAPE = (16, 16, 3)
 ROUNDS = 3
@@ -48,11 +48,11 @@ def run(mode, num_devices, game="paper"):
 
 
 def _run(mode, num_devices, game):
-    steps = parallel.build(config_for(mode, num_devices, game), IMAGE_SHAPE)
+    steps = parallel.wrap(build.from_config(config_for(mode, num_devices, game)))
     state = steps.init_state(jax.random.key(0))
     per_round = steps.method.game.predictor_steps + steps.method.game.obfuscator_steps
     for r in range(ROUNDS):
-        state, metrics = steps.train_round(state, global_batches(r, per_round))
+        state, metrics = steps.play_round(state, global_batches(r, per_round))
     evaluation = steps.eval_step(state, jax.tree.map(lambda x: x[0], global_batches(99, per_round)))
     return steps.gather_state(state), jax.device_get(metrics), jax.device_get(evaluation)
 
@@ -95,7 +95,7 @@ def test_default_game_evaluation_under_pmap_matches_one_device():
     evaluations = []
     with jax.enable_x64(True):
         for mode, num_devices in (("pmap", 8), ("jit", 1)):
-            steps = parallel.build(config_for(mode, num_devices, "minimal"), IMAGE_SHAPE)
+            steps = parallel.wrap(build.from_config(config_for(mode, num_devices, "minimal")))
             state = steps.init_state(jax.random.key(0))
             batch = jax.tree.map(lambda x: x[0], global_batches(99, 2))
             evaluations.append(jax.device_get(steps.eval_step(state, batch)))
@@ -109,4 +109,4 @@ def test_batch_not_divisible_by_devices_is_refused():
     config = config_for("jit", 8)
     config.batch_size = 12
     with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices"):
-        parallel.build(config, IMAGE_SHAPE)
+        parallel.wrap(build.from_config(config))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxmask import probes
+from jaxmask.evaluation import probes
 
 
 def regions(n=6, size=8, seed=0):

@@ -140,20 +140,42 @@ def test_prepare_refuses_a_single_class_and_another_source_under_the_same_name(t
                            image_size=8).reused                       # now recorded as built from second
 
 
-def test_config_checks_follow_field_name_patterns_not_a_list(smoke_config):
-    from jaxmask import validation
-    validation.check_training_config(smoke_config)          # the shipped config passes
-    for field, value, message in [("probe_every", 0, "must be an integer ≥ 1"),        # a field added later
-                                  ("critic_learning_rate", float("inf"), "finite number > 0"),
-                                  ("critic_steps", -1, "integer ≥ 0"),
-                                  ("critic_widths", (), "non-empty list"),
-                                  ("critic_exit_accuracy", 1.5, r"accuracy in \[0, 1\]")]:
-        config = smoke_config.copy_and_resolve_references()
-        config.unlock()
-        config[field] = value
-        with pytest.raises(validation.ConfigError, match=f"config.{field}=.*{message}"):
-            validation.check_training_config(config)
+def test_config_checks_come_from_one_declaration_per_field(smoke_config):
+    """Every field is declared once (type, range, what None means): an undeclared field (a typo in a
+    config file) is refused with the nearest name, and every declared field refuses a value of the wrong
+    type, and NaN where it takes a number, naming the field: derived from the declarations, not a list."""
+    from jaxmask import build, config_checks
+    build.check_training_config(smoke_config)          # the shipped config passes
     config = smoke_config.copy_and_resolve_references()
     config.unlock()
-    config.data.eval_every = None                            # optional fields left unset pass
-    validation.check_training_config(config)
+    config.topk_fracton = 0.1
+    with pytest.raises(config_checks.ConfigError, match="config.topk_fracton is not a field.*did you mean config.topk_fraction"):
+        build.check_training_config(config)
+    for name, field in config_checks.TRAINING.items():
+        bad = [object()] + ([float("nan")] if field.kind in ("int", "float") else [])
+        for value in bad:
+            config = smoke_config.copy_and_resolve_references()
+            node, leaf = config, name
+            *parents, leaf = name.split(".")
+            for parent in parents:
+                node = node[parent]
+            with node.ignore_type():
+                node[leaf] = value
+            with pytest.raises(config_checks.ConfigError, match=f"config.{name}="):
+                build.check_training_config(config)
+    for name, value, message in [("cap_threshold", 1.5, r"in \(0, 1\)"), ("channels", 2, r"one of \(1, 3\)"),
+                                 ("batch_size", 10 ** 11, "integer in"), ("eval_every", 0, "use None")]:
+        with pytest.raises(config_checks.ConfigError, match=f"config.{name}=.*{message}"):
+            build.check_training_config(_set(smoke_config, name, value))
+    build.check_training_config(_set(smoke_config, "eval_every", None))   # optional fields left unset pass
+
+
+def _set(config, name, value):
+    out = config.copy_and_resolve_references()
+    *parents, leaf = name.split(".")
+    node = out
+    for parent in parents:
+        node = node[parent]
+    with node.ignore_type():
+        node[leaf] = value
+    return out

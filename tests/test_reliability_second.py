@@ -27,7 +27,8 @@ from conftest import REPO, load_config
 from PIL import Image
 from test_export import IMAGE_SIZE, random_state, small_config
 
-from jaxmask import checkpoint, export, masking, metrics, release, validation
+from jaxmask import build, checkpoint, config_checks, export, masking, metrics, release, resume
+from jaxmask import report as report_files
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,7 @@ def _save_checkpoint(workdir, config, step=2):
     state = jax.tree_util.tree_map_with_path(
         lambda path, x: np.zeros_like(x) if "opt_state" in jax.tree_util.keystr(path) else x,
         random_state(config)).replace(step=np.int32(step))
-    with checkpoint.TrainCheckpoints(str(workdir), config) as checkpoints:
+    with checkpoint.TrainCheckpoints(str(workdir), build.from_config(config)) as checkpoints:
         checkpoints.save(step, state, iter(grain.MapDataset.range(8).to_iter_dataset()))
     return state
 
@@ -107,7 +108,7 @@ def test_a_checkpoint_without_checksums_is_used_only_when_accepted_by_name(tmp_p
     with pytest.raises(ValueError, match="no checksums.*--accept_unverified_checkpoint"):
         checkpoint.restore_for_export(str(tmp_path / "W"))
     with pytest.raises(ValueError, match="no checksums"):          # resume: refused before anything compiles
-        checkpoint.TrainCheckpoints(str(tmp_path / "W"), config)
+        checkpoint.TrainCheckpoints(str(tmp_path / "W"), build.from_config(config))
     restored, _, step = checkpoint.restore_for_export(str(tmp_path / "W"), accept_unverified=True)
     assert step == 2
     np.testing.assert_array_equal(jax.tree.leaves(restored.masker.params)[0], jax.tree.leaves(state.masker.params)[0])
@@ -162,7 +163,7 @@ def test_every_writer_locks_its_output_and_names_the_holder(bundle, tmp_path):
     (tmp_path / "R").mkdir()
     (tmp_path / "R" / "report.md").write_text("earlier")
     with pytest.raises(ValueError, match="earlier evaluation.*--overwrite"):
-        evaluate_command.check_report_folder(str(tmp_path / "R"), overwrite=False)
+        report_files.check_report_folder(str(tmp_path / "R"), overwrite=False)
 
 
 # ---- Rule 3: every input format handled faithfully or refused by name -----------------------------
@@ -308,7 +309,7 @@ def _changed(config, name, value):
 
 
 def test_resume_refusals_are_derived_from_the_state_and_its_meaning(smoke_config):
-    saved = checkpoint.config_dict(smoke_config)
+    saved = resume.config_dict(smoke_config)
     shapes = {"mask_channel": not smoke_config.mask_channel, "game": "paper", "obfuscator_steps": 0,
               "adversary.complement_widths": ((8, 8, 8, 16),), "adversary.pattern_weight": 0.0,
               "adversary.hidden": 32, "phi_hidden": 32, "masker_widths": (8, 32)}
@@ -318,16 +319,23 @@ def test_resume_refusals_are_derived_from_the_state_and_its_meaning(smoke_config
                "reveal": "exact" if smoke_config.reveal == "cap" else "cap", "seed": smoke_config.seed + 7,
                "task": "expression" if smoke_config.task == "hair" else "hair"}
     def shapes_of(config):
-        return [(x.shape, x.dtype) for x in jax.tree.leaves(checkpoint.state_template(config))]
+        return [(x.shape, x.dtype) for x in jax.tree.leaves(build.from_config(config).template())]
     reference = shapes_of(smoke_config)
     for name, value in {**shapes, **meaning}.items():
         current = _changed(smoke_config, name, value)
+        if name in ("mask_values", "reveal") and current.reveal == "exact":   # exact-k: a game without a cap
+            current = _changed(current, "game", "realx")
+        if name == "task":                               # a task's own class count: a valid run's config
+            current = _changed(current, "num_classes", 3 if value == "expression" else 4)
+        if name == "mask_values" and value == "soft":    # soft values need an exact-k reveal
+            current = _changed(_changed(current, "reveal", "exact"), "game", "realx")
         if name in shapes:     # the test's own claim, checked against the state itself
             assert shapes_of(current) != reference, name
-        with pytest.raises(checkpoint.IncompatibleCheckpointError, match=name.split(".")[-1]):
-            checkpoint.compare_configs(saved, current, "the checkpoint")
+        with pytest.raises(resume.IncompatibleCheckpointError, match=name.split(".")[-1]):
+            resume.compare_configs(saved, build.from_config(current), "the checkpoint")
     for name, value in {"num_rounds": 60, "phi_learning_rate": 2e-3, "adversary.reinit_every": 7}.items():
-        assert name in checkpoint.compare_configs(saved, _changed(smoke_config, name, value), "the checkpoint")
+        changed = build.from_config(_changed(smoke_config, name, value))
+        assert name in resume.compare_configs(saved, changed, "the checkpoint")
 
 
 def test_a_refused_resume_leaves_config_json_as_it_was(tmp_path):
@@ -338,7 +346,7 @@ def test_a_refused_resume_leaves_config_json_as_it_was(tmp_path):
     before = (tmp_path / "W" / "config.json").read_bytes()
     start = time.time()
     other_k = 0.3 if config.topk_fraction != 0.3 else 0.2
-    with pytest.raises(checkpoint.IncompatibleCheckpointError, match="topk_fraction"):
+    with pytest.raises(resume.IncompatibleCheckpointError, match="topk_fraction"):
         train.train_and_evaluate(_changed(config, "topk_fraction", other_k), str(tmp_path / "W"))
     assert time.time() - start < 30 and (tmp_path / "W" / "config.json").read_bytes() == before
 
@@ -351,20 +359,20 @@ def test_checks_that_need_no_data_are_config_errors(smoke_config):
                                  ("data.num_train", 8, "num_train=8 is fewer than one batch"),
                                  ("topk_fraction", 1e-4, "0 pixels"),
                                  ("adversary.reinit_every", 0, "None"),
-                                 ("eval_every", 0, "None for never"),
+                                 ("eval_every", 0, "use None"),
                                  ("game", "nope", "game='nope'"),
                                  ("mask_gradient", "exact", "mask_gradient='exact'")]:
-        with pytest.raises(validation.ConfigError, match=message):
-            validation.check_training_config(_changed(smoke_config, name, value))
-    validation.check_training_config(_changed(smoke_config, "adversary.reinit_every", None))   # None = never
-    with pytest.raises(validation.ConfigError, match="image_size=4"):
-        validation.check_model_builds(_changed(_changed(smoke_config, "image_size", 4), "masker_widths", (8, 8, 8, 8)))
+        with pytest.raises(config_checks.ConfigError, match=message):
+            build.check_training_config(_changed(smoke_config, name, value))
+    build.check_training_config(_changed(smoke_config, "adversary.reinit_every", None))   # None = never
+    with pytest.raises(config_checks.ConfigError, match="image_size=4"):
+        build.from_config(_changed(_changed(smoke_config, "image_size", 4), "masker_widths", (8, 8, 8, 8)))
     eval_config = evaluate.get_config()
     for name, value, message in [("k_sweep", (0.0, 2.0), "k_sweep"), ("probe_releases", ("Nope",), "Nope"),
                                  ("network.epochs", 0, "epochs"), ("batch_size", 0, "batch_size")]:
-        with pytest.raises(validation.ConfigError, match=message):
-            validation.check_eval_config(_changed(eval_config, name, value), smoke_config, ["Ours"])
-    validation.check_eval_config(_changed(eval_config, "probe_releases", ("Ours", "Oracle")), smoke_config, ["Ours"])
+        with pytest.raises(config_checks.ConfigError, match=message):
+            config_checks.check_eval_config(_changed(eval_config, name, value), smoke_config, ["Ours"])
+    config_checks.check_eval_config(_changed(eval_config, "probe_releases", ("Ours", "Oracle")), smoke_config, ["Ours"])
 
 
 def test_evaluate_refuses_a_bad_k_sweep_within_seconds(tmp_path):

@@ -13,7 +13,7 @@ from test_checkpoint import _iterator, _random_state
 from test_export import random_state, small_config
 
 import jaxmask
-from jaxmask import checkpoint, export
+from jaxmask import build, checkpoint, export, workdir
 
 
 def _config():
@@ -28,14 +28,14 @@ def saved(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ckpt")
     config = _config()
     state = _random_state(config, 3)
-    with checkpoint.TrainCheckpoints(str(workdir), config) as checkpoints:
+    with checkpoint.TrainCheckpoints(str(workdir), build.from_config(config)) as checkpoints:
         checkpoints.save(3, state, _iterator(1))
     return workdir, config, state
 
 
 def _restore(workdir, config):
     with checkpoint.TrainCheckpoints(str(workdir), read_only=True) as checkpoints:
-        return checkpoints.restore(checkpoint.state_template(config), 3)
+        return checkpoints.restore(build.from_config(config).template(), 3)
 
 
 def _state_files(workdir):
@@ -97,7 +97,7 @@ def test_non_finite_state_is_never_saved(tmp_path):
     state = _random_state(config, 1)
     leaf = jax.tree.leaves(state.masker.params)[0]
     leaf.flat[0] = np.nan
-    with checkpoint.TrainCheckpoints(str(tmp_path), config) as checkpoints:
+    with checkpoint.TrainCheckpoints(str(tmp_path), build.from_config(config)) as checkpoints:
         with pytest.raises(FloatingPointError, match="non-finite values"):
             checkpoints.save(1, state, _iterator(0))
         assert checkpoints.latest_step() is None
@@ -105,15 +105,15 @@ def test_non_finite_state_is_never_saved(tmp_path):
 
 def test_two_trainings_on_one_workdir_are_refused(tmp_path):
     config = _config()
-    with checkpoint.TrainCheckpoints(str(tmp_path), config):
+    with checkpoint.TrainCheckpoints(str(tmp_path), build.from_config(config)):
         # The lock is per process here (a second process gets flock's refusal): simulate one.
-        held = checkpoint._HELD_LOCKS.pop(os.path.join(str(tmp_path), checkpoint.LOCK_FILE))
+        held = workdir._HELD_LOCKS.pop(os.path.join(str(tmp_path), workdir.LOCK_FILE))
         try:
-            with pytest.raises(checkpoint.WorkdirLockedError, match="another training is using"):
-                checkpoint.TrainCheckpoints(str(tmp_path), config)
+            with pytest.raises(workdir.WorkdirLockedError, match="another training is using"):
+                checkpoint.TrainCheckpoints(str(tmp_path), build.from_config(config))
         finally:
-            checkpoint._HELD_LOCKS[os.path.join(str(tmp_path), checkpoint.LOCK_FILE)] = held
-    with checkpoint.TrainCheckpoints(str(tmp_path), config):    # released on close
+            workdir._HELD_LOCKS[os.path.join(str(tmp_path), workdir.LOCK_FILE)] = held
+    with checkpoint.TrainCheckpoints(str(tmp_path), build.from_config(config)):    # released on close
         pass
 
 

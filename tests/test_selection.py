@@ -58,7 +58,8 @@ def test_validation_probes_read_a_label_written_into_the_mask():
 def test_a_validation_split_too_small_for_the_selection_probes_is_refused_before_training(flag, value):
     """Every way to leave the probes less than one batch per half: a ConfigError naming the fix."""
     from conftest import load_config
-    from jaxmask.validation import ConfigError, check_training_config
+    from jaxmask.build import check_training_config
+    from jaxmask.config_checks import ConfigError
     config = load_config("synth_hair", "smoke")           # num_validation 64, probe batch 16
     check_training_config(config)
     section, field = flag.split(".")

@@ -1,5 +1,6 @@
 """The pure steps: who gets updated, what a round does, what evaluation counts."""
 
+import dataclasses
 import functools
 
 import jax
@@ -87,10 +88,11 @@ def test_eval_step_and_mask_images_reveal_exactly_k(setup):
     assert float(sums["count"]) == 8
     assert float(sums["revealed"]) == 8 * method.reveal.k
     assert 0 <= float(sums["correct_revealed"]) <= 8 and 0 <= float(sums["correct_hidden"]) <= 8
-    released, mask = mask_images(method.players.masker, state.masker.variables, one["image"], method.reveal.k)
+    released, mask = mask_images(method, state, one["image"])
     np.testing.assert_array_equal(np.asarray(mask).reshape(8, -1).sum(1), method.reveal.k)
     np.testing.assert_array_equal(released, np.asarray(one["image"]) * np.asarray(mask))
-    soft, soft_mask = mask_images(method.players.masker, state.masker.variables, one["image"], method.reveal.k, "soft")
+    soft_method = dataclasses.replace(method, reveal=dataclasses.replace(method.reveal, values="soft"))
+    soft, soft_mask = mask_images(soft_method, state.masker.variables, one["image"])
     np.testing.assert_array_equal(np.count_nonzero(np.asarray(soft_mask).reshape(8, -1), axis=1), method.reveal.k)
 
 

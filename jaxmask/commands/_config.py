@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from ml_collections import config_flags
 
-import jaxmask
-
-
-def default_config_path(name: str = "synth_hair.py") -> str:
-    """configs/<name> of the source checkout jaxmask runs from (the embedded default)."""
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(jaxmask.__file__))),
-                        "configs", name)
+from jaxmask.config_files import default_config_path
 
 
 def define_config_flag() -> None:

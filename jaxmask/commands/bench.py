@@ -19,6 +19,9 @@ and prints end-to-end / round.
 
 from __future__ import annotations
 
+# Imports inside functions are for start-up: `--help` and argument errors answer before JAX and the
+# training stack load.
+
 import json
 import sys
 

@@ -16,9 +16,10 @@ privacy_utility.png to --out. Evaluation settings: ``jaxmask.evaluate.get_config
 
 from __future__ import annotations
 
-import os
+# Imports inside functions are for start-up: `--help` and argument errors answer before JAX and the
+# training stack load.
+
 import sys
-import time
 
 from absl import flags
 from ml_collections import config_flags
@@ -42,16 +43,6 @@ def define_flags() -> None:
 
 
 STOPPED = "the report was not written (an earlier one is kept); run the same command again"
-# What write_report writes into --out.
-REPORT_FILES = ("report.md", "metrics.json", "examples.png", "privacy_utility.png")
-
-
-def check_report_folder(out: str, overwrite: bool, flag: str = "--out") -> None:
-    """Refuses (up front) an --out holding report files of an earlier evaluation, unless ``overwrite``."""
-    found = [name for name in REPORT_FILES if os.path.lexists(os.path.join(out, name))]
-    if found and not overwrite:
-        raise ValueError(f"{flag} {out} holds the report of an earlier evaluation ({', '.join(found)}): pass "
-                         f"--overwrite to replace it, or another {flag}")
 
 
 def parse_models(values: list[str]) -> dict[str, str]:
@@ -68,51 +59,22 @@ def parse_models(values: list[str]) -> dict[str, str]:
     return models
 
 
-def check_models(config, bundles: dict) -> None:
-    """Refuses a bundle trained on another dataset, task or image shape than --config."""
-    for name, bundle in bundles.items():
-        trained = bundle.config
-        for field in ("dataset", "task", "image_size", "channels"):
-            if trained.get(field) != config[field]:
-                raise ValueError(
-                    f"model {name!r} ({bundle.path}) was trained with {field}={trained.get(field)!r} but "
-                    f"--config has {field}={config[field]!r}: pass the config it was trained with")
-        if bundle.topk_fraction != config.topk_fraction:
-            print(f"note: model {name!r} was trained at K={bundle.topk_fraction:g}; Random-K uses the "
-                  f"config's K={config.topk_fraction:g}", file=sys.stderr)
-
-
-def run_evaluation(config, model_paths: dict[str, str], out: str, eval_config) -> dict[str, str]:
-    """Loads the bundles, evaluates, writes the report; returns the written paths."""
-    import jaxmask
-    from jaxmask import evaluate, report
-    bundles = {name: jaxmask.load_masker(path) for name, path in model_paths.items()}
-    check_models(config, bundles)
-    start = time.time()
-
-    def progress(line: str) -> None:
-        print(f"[evaluate {time.time() - start:5.0f} s] {line}", flush=True)
-
-    results = evaluate.evaluate(config, bundles, eval_config, progress)
-    return report.write_report(out, results)
-
-
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import validation, workdir
+    from jaxmask import config_checks, evaluate, report, workdir
     eval_config = FLAGS.eval
     try:
         # Every check that needs no data, before the evaluation (minutes): the settings, the model
         # names, an --out that cannot be written (it would lose the results) or holds another report.
         if FLAGS.k_sweep:
-            eval_config.k_sweep = validation.parse_k_sweep(FLAGS.k_sweep)
+            eval_config.k_sweep = config_checks.parse_k_sweep(FLAGS.k_sweep)
         models = parse_models(FLAGS.models)
-        validation.check_eval_config(eval_config, FLAGS.config, list(models))
-        validation.check_writable_folder(FLAGS.out, "--out")
+        config_checks.check_eval_config(eval_config, FLAGS.config, list(models))
+        config_checks.check_writable_folder(FLAGS.out, "--out")
         with workdir.lock_folder(FLAGS.out, "jaxmask evaluate", "--out"):   # one writer per --out
-            check_report_folder(FLAGS.out, FLAGS.overwrite)
-            paths = run_evaluation(FLAGS.config, models, FLAGS.out, eval_config)
+            report.check_report_folder(FLAGS.out, FLAGS.overwrite)
+            paths = evaluate.evaluate_bundles(FLAGS.config, models, FLAGS.out, eval_config)
     except (OSError, ValueError, ImportError) as error:
         print(f"jaxmask evaluate: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None

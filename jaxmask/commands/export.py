@@ -12,6 +12,9 @@ jaxmask/export.py.
 
 from __future__ import annotations
 
+# Imports inside functions are for start-up: `--help` and argument errors answer before JAX and the
+# training stack load.
+
 import sys
 
 from absl import flags
@@ -37,15 +40,15 @@ def define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import checkpoint
+    from jaxmask import checkpoint, export
     FLAGS = flags.FLAGS
     try:
         state, config, step = checkpoint.restore_for_export(
             FLAGS.workdir, FLAGS.step, accept_unverified=FLAGS.accept_unverified_checkpoint)
         metrics = checkpoint.last_validation_metrics(FLAGS.workdir, step)
-        path = checkpoint.export_masker(state, config, FLAGS.out, step=step, metrics=metrics,
+        path = export.export_masker(state, config, FLAGS.out, step=step, metrics=metrics,
                                         with_classifier=FLAGS.with_classifier, overwrite=FLAGS.overwrite)
-        bundle = checkpoint.load_masker(path)     # proves the bundle loads before saying so
+        bundle = export.load_masker(path)     # proves the bundle loads before saying so
     except (OSError, ValueError) as error:
         print(f"jaxmask export: error: {error}", file=sys.stderr)
         raise SystemExit(1)

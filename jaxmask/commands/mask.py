@@ -17,6 +17,9 @@ jaxmask/masking.py and jaxmask/release.py.
 
 from __future__ import annotations
 
+# Imports inside functions are for start-up: `--help` and argument errors answer before JAX and the
+# training stack load.
+
 import sys
 
 from absl import flags

@@ -13,6 +13,9 @@ Raw file layouts and sources: docs/datasets.md.
 
 from __future__ import annotations
 
+# Imports inside functions are for start-up: `--help` and argument errors answer before JAX and the
+# training stack load.
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -57,11 +60,11 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("pass --dataset NAME (or --config FILE)")
     params["data_dir"] = params["data_dir"] or prepare.default_data_dir()
     params["classes"] = tuple(params["classes"])
-    from jaxmask import validation
+    from jaxmask import config_checks
     try:
-        validation.check_folder_argument(params["data_dir"], "--data_dir")
+        config_checks.check_folder_argument(params["data_dir"], "--data_dir")
         if params["manual_dir"]:
-            validation.check_folder_argument(params["manual_dir"], "--manual_dir")
+            config_checks.check_folder_argument(params["manual_dir"], "--manual_dir")
         result = prepare.prepare(strict=FLAGS.strict, overwrite=FLAGS.overwrite, **params)
     except (OSError, tfds_builders.BadInputError, ValueError) as error:
         # The message names the file/row and the expected layout; a traceback adds nothing.

@@ -32,6 +32,9 @@ It prints where the report is, and its main table.
 
 from __future__ import annotations
 
+# Imports inside functions are for start-up: `--help` and argument errors answer before JAX and the
+# training stack load.
+
 import os
 import sys
 import time
@@ -98,26 +101,27 @@ def _bundle_step(bundle: str) -> int | None:
 
 def check_outputs(workdir: str, runs, overwrite: bool) -> None:
     """Up front: without --overwrite, nothing of an earlier run is replaced (its bundles, its report)."""
-    from jaxmask.commands import evaluate as evaluate_command
+    from jaxmask import report
     if overwrite:
         return
-    for _, run_config, subdir in runs:
+    for _, run_config, subdir, _ in runs:
         bundle = os.path.join(workdir, subdir, "masker")
         step = _bundle_step(bundle)
         if step is not None and step != run_config.num_rounds:
             raise ValueError(f"{bundle} holds a masker of round {step}, which this run (num_rounds="
                              f"{run_config.num_rounds}) would replace: pass --overwrite, or another --workdir")
-    evaluate_command.check_report_folder(os.path.join(workdir, "report"), overwrite, "--workdir")
+    report.check_report_folder(os.path.join(workdir, "report"), overwrite, "--workdir")
 
 
-def train_and_export(config, workdir: str, overwrite: bool = False) -> str:
-    """Trains ``config`` in ``workdir`` (resuming), exports its last masker as WORKDIR/masker and returns
-    the bundle to evaluate: WORKDIR/selected (the model selection's pick) where selection is on.
+def train_and_export(recipe, workdir: str, overwrite: bool = False) -> str:
+    """Trains ``recipe.config`` in ``workdir`` (resuming), exports its last masker as WORKDIR/masker and
+    returns the bundle to evaluate: WORKDIR/selected (the model selection's pick) where selection is on.
 
     A last-round bundle already there is reused (it is verified when loaded), not rewritten.
     """
-    from jaxmask import checkpoint, train
-    result = train.train_and_evaluate(config, workdir)
+    from jaxmask import checkpoint, export, train
+    config = recipe.config
+    result = train.train_and_evaluate(config, workdir, recipe=recipe)
     if result.get("stopped_by"):
         raise SystemExit(f"jaxmask run: training in {workdir} stopped ({result['stopped_by']}); "
                          "run the same command again to resume")
@@ -126,7 +130,7 @@ def train_and_export(config, workdir: str, overwrite: bool = False) -> str:
     if _bundle_step(bundle) == step and not overwrite:
         return result.get("selected") or bundle
     metrics = checkpoint.last_validation_metrics(workdir, step)
-    last = checkpoint.export_masker(result["state"], config, bundle, step=step, metrics=metrics,
+    last = export.export_masker(result["state"], config, bundle, step=step, metrics=metrics,
                                     overwrite=overwrite)
     # With model selection on, the run's masker is the best-scoring checkpoint's (jaxmask/selection.py),
     # not the last one's (WORKDIR/masker, kept beside it).
@@ -157,8 +161,7 @@ def variant(config, adversarial: bool, **overrides):
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import validation, workdir as workdir_lib
-    from jaxmask.commands import evaluate as evaluate_command
+    from jaxmask import build, config_checks, evaluate, export, workdir as workdir_lib
     start = time.time()
     config = FLAGS.config
     workdir = os.path.abspath(FLAGS.workdir or default_workdir())
@@ -170,13 +173,13 @@ def main(argv) -> None:
     # Every check that needs no data, before two trainings and an evaluation (tens of minutes).
     try:
         for _, run_config, _ in runs:
-            validation.check_training_config(run_config)
-        validation.check_folder_argument(workdir, "--workdir")
+            build.check_training_config(run_config)
+        config_checks.check_folder_argument(workdir, "--workdir")
         if FLAGS.k_sweep:
-            eval_config.k_sweep = validation.parse_k_sweep(FLAGS.k_sweep)
-        validation.check_eval_config(eval_config, config, [name for name, _, _ in runs])
-        for _, run_config, _ in runs:
-            validation.check_model_builds(run_config)
+            eval_config.k_sweep = config_checks.parse_k_sweep(FLAGS.k_sweep)
+        config_checks.check_eval_config(eval_config, config, [name for name, _, _ in runs])
+        # Each masker's method and state shapes, built once (the model builds: eval_shape) and handed down.
+        runs = [(name, run_config, subdir, build.from_config(run_config)) for name, run_config, subdir in runs]
         os.makedirs(workdir, exist_ok=True)
         lock = workdir_lib.lock_folder(workdir, "jaxmask run", "--workdir")    # one run per workdir
         lock.__enter__()
@@ -185,20 +188,19 @@ def main(argv) -> None:
     bundles = {}
     try:
         check_outputs(workdir, runs, FLAGS.overwrite)
-        for name, run_config, subdir in runs:
+        for name, run_config, subdir, recipe in runs:
             print(f"[run {time.time() - start:5.0f} s] training {name} "
                   f"(game={run_config.game}, mask_channel={run_config.mask_channel}, {run_config.num_rounds} "
                   f"rounds, obfuscator_steps={run_config.obfuscator_steps}) "
                   f"in {os.path.join(workdir, subdir)}", flush=True)
-            bundles[name] = train_and_export(run_config, os.path.join(workdir, subdir), FLAGS.overwrite)
-            from jaxmask import export
+            bundles[name] = train_and_export(recipe, os.path.join(workdir, subdir), FLAGS.overwrite)
             chosen = export.read_manifest(bundles[name])
             score = (chosen.get("metrics") or {}).get("selection_score")
             print(f"[run {time.time() - start:5.0f} s] {name}: the masker of round {chosen['step']}"
                   + ("" if score is None else f" (selected: score {score:.3f})") + f": {bundles[name]}", flush=True)
         # Non-adversarial first: the report lists maskers in this order.
         order = [NON_ADVERSARIAL, OURS] + [name for name, *_ in ABLATION if name in bundles]
-        paths = evaluate_command.run_evaluation(
+        paths = evaluate.evaluate_bundles(
             config, {name: bundles[name] for name in order}, os.path.join(workdir, "report"), eval_config)
     except (FloatingPointError, OSError, ValueError, ImportError) as error:
         logging.error("%s", error)

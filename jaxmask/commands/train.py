@@ -7,6 +7,9 @@ and SLURM (``srun``) are detected; elsewhere pass
 
 from __future__ import annotations
 
+# Imports inside functions are for start-up: `--help` and argument errors answer before JAX and the
+# training stack load.
+
 import signal
 import sys
 
@@ -43,19 +46,19 @@ def define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import distributed, train, validation
+    from jaxmask import build, config_checks, distributed, train
     config, FLAGS = flags.FLAGS.config, flags.FLAGS
     try:
         # User mistakes first, before anything starts: one line each.
-        validation.check_training_config(config)
-        validation.check_folder_argument(FLAGS.workdir, "--workdir")
-        validation.check_model_builds(config)
+        build.check_training_config(config)
+        config_checks.check_folder_argument(FLAGS.workdir, "--workdir")
+        recipe = build.from_config(config)     # the model builds (eval_shape): built once, handed down
         # Before anything touches a device: the backends see the global topology once.
         how = distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                      FLAGS.process_id, FLAGS.distributed)
         logging.info("%s", distributed.startup_line(config, how))
         distributed.restrict_logging_to_main_process()
-        result = train.train_and_evaluate(config, FLAGS.workdir,
+        result = train.train_and_evaluate(config, FLAGS.workdir, recipe=recipe,
                                           accept_unverified_checkpoint=FLAGS.accept_unverified_checkpoint)
     except (FloatingPointError, OSError, ValueError) as e:
         logging.error("%s", e)

@@ -21,10 +21,11 @@ examples, so the global batch is assembled on device, never on one host.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import os
-from typing import Iterator
+from typing import Any, Iterator
 
 import grain
 import jax
@@ -32,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from jaxmask.data import cache as cache_lib
+from jaxmask.data import device, synthetic
 
 TRAIN_FIELDS = ("image", "label")
 
@@ -86,7 +88,6 @@ def train_iterator(source, *, global_batch: int, steps_per_round: int, seed: int
         iterable = _record_dataset(source, local_batch, steps_per_round, seed, worker_count, prefetch,
                                    index, count)
     if mesh is not None:
-        from jaxmask.data import device
         iterable = device.prefetch_to_mesh(iterable, mesh, host_buffer=prefetch, device_buffer=prefetch)
     return iter(iterable)
 
@@ -112,6 +113,39 @@ def _record_dataset(source, local_batch, steps_per_round, seed, worker_count, pr
     if worker_count > 0:
         iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
     return iterable
+
+
+@dataclasses.dataclass
+class TrainingInputs:
+    """A training's data, made once (``training_inputs``): both splits' sources, this process's
+    decoded shard of each (``cache.ShardCache``, None with ``config.data.cache`` off) and the endless
+    iterator of round batches (resumable: ``get_state``/``set_state``)."""
+    train: Any
+    validation: Any
+    train_cache: Any
+    validation_cache: Any
+    batches: Any
+
+
+def training_inputs(config, mesh=None) -> TrainingInputs:
+    """The train and validation splits of ``config`` (each at least one batch: ValueError naming the
+    split and the fix), decoded once into uint8 caches (``config.data.cache``: batches are then index
+    gathers, no per-image work in the loop), and ``train_iterator`` over the train split."""
+    sources = {split: get_source(config, split) for split in ("train", "validation")}
+    for split, source in sources.items():
+        if len(source) < config.batch_size:
+            field = f"config.data.num_{split}" if config.dataset == "synth_faces" else f"the {split} split"
+            raise ValueError(f"{field} has {len(source)} examples, fewer than one batch of config.batch_size="
+                             f"{config.batch_size}: use more examples, or a smaller --config.batch_size")
+    caches = {split: None for split in sources}
+    if config.data.cache:
+        shard = process_shard()
+        caches = {split: cache_lib.ShardCache.build(source, *shard) for split, source in sources.items()}
+    batches = train_iterator(
+        sources["train"], global_batch=config.batch_size, steps_per_round=config.predictor_steps + config.obfuscator_steps,
+        seed=config.seed, worker_count=config.data.worker_count, prefetch=config.data.prefetch,
+        cache=caches["train"] if config.data.cache else False, mesh=mesh)
+    return TrainingInputs(sources["train"], sources["validation"], caches["train"], caches["validation"], batches)
 
 
 def eval_batches(source, *, global_batch: int, fields=TRAIN_FIELDS, cache=None,
@@ -140,7 +174,6 @@ def eval_batches(source, *, global_batch: int, fields=TRAIN_FIELDS, cache=None,
 
 @functools.lru_cache(maxsize=8)
 def _synth_source(task, image_size, num_identities, seed, split, num_images):
-    from jaxmask.data import synthetic
     spec = synthetic.SynthFacesSpec(task=task, image_size=image_size,
                                     num_identities=num_identities, seed=seed)
     return synthetic.SynthFacesSource(spec=spec, split=split, num_images=num_images)
@@ -249,7 +282,7 @@ def get_source(config, split: str):
             raise ValueError(f"split {split!r}: expected one of {sorted(counts)}")
         return _synth_source(config.task, config.image_size, config.data.num_identities,
                              config.seed, split, counts[split])
-    from jaxmask.data import prepare
+    from jaxmask.data import prepare     # tensorflow_datasets: the in-memory SynthFaces path never loads it
     if config.dataset not in prepare.BUILDERS:
         raise ValueError(f"config.dataset={config.dataset!r} is not known: expected one of "
                          f"{sorted(prepare.BUILDERS)}")
@@ -262,3 +295,25 @@ def get_source(config, split: str):
         raise ValueError(f"config.num_classes={config.num_classes} but {source.description} has "
                          f"{len(source.class_names)} classes {list(source.class_names)}")
     return source
+
+
+def load_split(config, split: str, limit: int = 0) -> dict[str, np.ndarray]:
+    """The whole ``split`` of the experiment as host arrays.
+
+    'image' float32 (N, H, W, C) in [0, 1]; 'label', 'identity' int32 (N,)
+    (identity -1 where unknown); 'task_mask', 'identity_mask' bool (N, H, W)
+    where the dataset has them. ``limit`` > 0 keeps the first ``limit``.
+    """
+    source = get_source(config, split)
+    n = len(source) if limit <= 0 else min(limit, len(source))
+    arrays = getattr(source, "arrays", None)
+    if arrays is not None:      # SynthFaces: already arrays (uint8 images)
+        out = {key: np.asarray(value[:n]) for key, value in arrays.items()}
+        out["image"] = out["image"].astype(np.float32) / 255.0
+        return out
+    records = [source[i] for i in range(n)]
+    out = {key: np.stack([np.asarray(r[key]) for r in records]) for key in records[0]}
+    out["image"] = out["image"].astype(np.float32)
+    if "identity" not in out:
+        out["identity"] = np.full(n, -1, np.int32)
+    return out

@@ -1,14 +1,14 @@
 """Fresh networks trained from scratch on what a probed row's mask and hidden part say
-(``jaxmask.probes``: mask only, hidden part with two architectures, by hidden task pixels)."""
+(``evaluation.probes``: mask only, hidden part with two architectures, by hidden task pixels)."""
 
 from __future__ import annotations
 
-from jaxmask import probes
+from jaxmask.evaluation import common, probes
 
 
-class Evaluator:
+class Evaluator(common.Evaluator):
     def __init__(self, context):
-        self.context = context
+        super().__init__(context)
         eval_config = context.eval_config
         wanted = {"mask": eval_config.mask_only, "hidden": eval_config.hidden_part}
         self.probe_list = tuple(p for p in probes.PROBES if wanted[p[2]])

@@ -4,11 +4,10 @@ enough."""
 
 from __future__ import annotations
 
+from jaxmask.evaluation import common
 
-class Evaluator:
-    def __init__(self, context):
-        self.context = context
 
+class Evaluator(common.Evaluator):
     def run(self, row, released):
         metrics = getattr(row.bundle, "metrics", None) or {}
         for key, value in metrics.items():

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from jaxmask import probes
+from jaxmask.evaluation import probes
+from jaxmask.evaluation import common
+from jaxmask.evaluation.common import mask_quality
 
 
-class Evaluator:
-    def __init__(self, context):
-        self.context = context
-
+class Evaluator(common.Evaluator):
     def run(self, row, released):
-        from jaxmask.evaluate import mask_quality
         test = self.context.test
         yield from mask_quality(released.test_revealed, test.get("task_mask"), test.get("identity_mask")).items()
         if "task_mask" in test:

@@ -4,14 +4,12 @@ read by that fine-tuned evaluator."""
 
 from __future__ import annotations
 
-from jaxmask import probes
+from jaxmask.evaluation import probes
+from jaxmask.evaluation import common
 from jaxmask.evaluation.common import accuracies, train_network
 
 
-class Evaluator:
-    def __init__(self, context):
-        self.context = context
-
+class Evaluator(common.Evaluator):
     def run(self, row, released):
         context = self.context
         if not row.fine_tune:       # the originals: the original protocol is the retrained one

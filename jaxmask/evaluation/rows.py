@@ -18,8 +18,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from jaxmask import baselines, probes, topk
-from jaxmask.evaluation.common import Released
+from jaxmask import baselines, topk
+from jaxmask.config_checks import ORACLE_ROWS
+from jaxmask.evaluation import probes
+from jaxmask.evaluation.common import Released, apply_release
 
 
 @dataclasses.dataclass
@@ -33,7 +35,6 @@ class Row:
 
     def release_splits(self, train: dict, test: dict, batch_size: int) -> Released:
         """Both splits released: a fixed reveal times the images, or the release function in batches."""
-        from jaxmask.evaluate import apply_release
         if self.fixed is not None:
             train_revealed, test_revealed = self.fixed
             return Released(train["image"] * train_revealed, train_revealed,
@@ -57,7 +58,7 @@ def oracle_rows(train: dict, test: dict, k: int, seed: int) -> list[Row]:
     return [Row(name, fixed=(probes.oracle_indicator(train["task_mask"], k, seed, pad=pad),
                              probes.oracle_indicator(test["task_mask"], k, seed + 1, pad=pad)),
                 probe_by_default=True)
-            for name, pad in (("Oracle", True), ("Oracle-exact", False))]
+            for name, pad in zip(ORACLE_ROWS, (True, False))]
 
 
 def masker_rows(models: dict[str, Any], fraction: float | None = None) -> list[Row]:
@@ -76,12 +77,8 @@ def from_config(config, models, eval_config, train: dict, test: dict) -> list[Ro
 
 
 def probed(eval_config, rows: list[Row]) -> set[str]:
-    """The rows the probes and the mask swap run on (``eval_config.probe_releases``)."""
+    """The rows the probes and the mask swap run on (``eval_config.probe_releases``, whose names
+    ``config_checks.check_eval_config`` checked against the rows the evaluation makes)."""
     if not eval_config.probe_releases:
         return {row.name for row in rows if row.probe_by_default}
-    candidates = [row.name for row in rows if row.fine_tune]
-    unknown = [name for name in eval_config.probe_releases if name not in candidates]
-    if unknown:
-        raise ValueError(f"eval probe_releases names {unknown}, which this evaluation does not release: "
-                         f"use names from {candidates} (or () for every masker)")
-    return set(eval_config.probe_releases)
+    return set(eval_config.probe_releases) & {row.name for row in rows if row.fine_tune}

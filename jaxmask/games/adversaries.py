@@ -1,4 +1,5 @@
-"""The privacy side of the games beyond the paper's: trained adversaries and the masker's step against them.
+"""The privacy side of the games beyond the paper's: trained adversaries, the masker's step against
+them, and their settings (``AdversarySettings``, from ``config.adversary``).
 
 * ``adversary_step``: complement adversaries Φ_c learn y from the hidden part
   (Yu et al. 2019) and mask-pattern adversaries Ψ learn y from the 0/1 mask
@@ -16,30 +17,41 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
-import optax
 from jax import lax
 
 from jaxmask import steps
-from jaxmask.state import Method, TrainState, init_player
-from jaxmask.utility import apply_train, example_keys, jitter, step_key
+from jaxmask.state import Method, TrainState
 
 Batch = steps.Batch
 Metrics = steps.Metrics
 
 
-def uniform_cross_entropy(logits):
-    """CE(uniform, softmax(logits)) per example: minimal (log C) when the output is uniform."""
-    return -jnp.mean(jax.nn.log_softmax(logits, axis=-1), axis=-1)
+@dataclasses.dataclass(frozen=True)
+class AdversarySettings:
+    """What the adversary roles read, from ``config.adversary`` (configs/synth_hair.py documents each).
 
+    ``steps`` is 0 where the game trains no adversary (then only ``jitter``,
+    the judges' view, is read: the minimal game's Φ-judged variant uses it).
+    """
+    steps: int = 0                         # adversary updates per round (each on one of the round's batches)
+    exit_accuracy: float | None = None     # skip the rest once every member reaches it (None: never)
+    plateau: float | None = None           # skip the rest once held-out accuracy rises less than this
+    jitter: int = 0                        # judges read their inputs shifted by up to this (pixels) and flipped
+    reinit_every: int | None = None        # rounds between re-initialising one member per ensemble (None = never)
+    pattern_weight: float = 0.0            # Ψ's term in the masker's privacy loss
 
-def judge_view(method: Method, state: TrainState, inputs, salt: int):
-    """A judge's inputs through ``method.game.judge_jitter`` (random shifts and flips; none when 0)."""
-    if not method.game.judge_jitter:
-        return inputs
-    keys = example_keys(method, step_key(method, state, 1000 + salt), inputs.shape[0])
-    return jitter(inputs, keys, method.game.judge_jitter)
+    @classmethod
+    def from_config(cls, block, trains_adversaries: bool) -> "AdversarySettings":
+        """The settings of ``config.adversary``; ``trains_adversaries``: the game has adversary networks."""
+        optional = lambda value, kind: None if value is None else kind(value)
+        return cls(steps=int(block.steps) if trains_adversaries else 0,
+                   exit_accuracy=optional(block.exit_accuracy, float), plateau=optional(block.plateau, float),
+                   jitter=int(block.jitter), reinit_every=optional(block.reinit_every, int),
+                   pattern_weight=float(block.pattern_weight))
 
 
 def adversary_step(method: Method, state: TrainState, batch: Batch, update: int = 0
@@ -59,8 +71,8 @@ def adversary_step(method: Method, state: TrainState, batch: Batch, update: int 
         new_players, accuracies = [], []
         for module, player in zip(modules, players):
             def loss_fn(params):
-                logits, stats = apply_train(module, player, params, inputs)
-                loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+                logits, stats = steps.apply_train(module, player, params, inputs)
+                loss = steps.cross_entropy(logits, labels)
                 return loss, (stats, steps.accuracy(logits, labels))
             (_, (stats, member_accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(player.params)
             grads = steps.device_mean(grads, method.axis_name)
@@ -73,37 +85,39 @@ def adversary_step(method: Method, state: TrainState, batch: Batch, update: int 
             weakest.append(jnp.min(jnp.stack(accuracies)))
         return tuple(new_players)
 
-    complement = train_members(method.players.complement, state.complement, judge_view(
-        method, state, steps.classifier_input(method, rest, images), 2 * update), "complement")
-    pattern = train_members(method.players.pattern, state.pattern, judge_view(method, state, keep, 2 * update + 1),
-                            "pattern")
+    jitter = method.adversary.jitter
+    complement = train_members(method.players.complement, state.complement, steps.judge_view(
+        method, state, steps.classifier_input(method, rest, images), 2 * update, jitter), "complement")
+    pattern = train_members(method.players.pattern, state.pattern,
+                            steps.judge_view(method, state, keep, 2 * update + 1, jitter), "pattern")
     # The weakest member's batch accuracy before its update: what the early exit reads.
     metrics["adversary_weakest_accuracy"] = jnp.min(jnp.stack(weakest))
     return state.replace(complement=complement, pattern=pattern), steps.device_mean(metrics, method.axis_name)
 
 
 def adversary_updates(method: Method, state: TrainState, take) -> tuple[TrainState, list[Metrics]]:
-    """Up to ``adversary_steps`` adversary updates, the j-th on ``take(j)``: toward best response.
+    """Up to ``method.adversary.steps`` adversary updates, the j-th on ``take(j)``: toward best response.
 
     The remaining updates of a round are skipped (``lax.cond``: not computed)
     once the adversaries are done, by either rule (None: off):
 
-    * ``adversary_exit_accuracy``: every member reached that accuracy;
-    * ``adversary_plateau``: the weakest member's accuracy on the next batch,
+    * ``exit_accuracy``: every member reached that accuracy;
+    * ``plateau``: the weakest member's accuracy on the next batch,
       measured before it trains on it (held out from its updates of this
       round while the round's batches last), rose by less than this since the
       previous update: more updates would not make it stronger.
 
     Adversaries that already read the label, or stopped improving, get no more
-    steps; weak, still-improving ones get up to ``adversary_steps`` (the cap).
+    steps; weak, still-improving ones get up to ``steps`` (the cap).
     Decisions are device means, so every device takes the same branch.
     ``adversary_updates`` in the metrics counts the updates made.
     """
     per_step = []
-    early_exit = method.game.exit_accuracy is not None or method.game.plateau is not None
+    settings = method.adversary
+    early_exit = settings.exit_accuracy is not None or settings.plateau is not None
     done, updates = jnp.zeros((), bool), jnp.zeros((), jnp.float32)
     previous = None
-    for j in range(method.game.adversary_steps):
+    for j in range(settings.steps):
         if not early_exit or j == 0:
             state, metrics = adversary_step(method, state, take(j), j)
         else:
@@ -111,10 +125,10 @@ def adversary_updates(method: Method, state: TrainState, take) -> tuple[TrainSta
                                       lambda s, m, j=j: adversary_step(method, s, take(j), j), state, metrics)
         updates = updates + jnp.where(done, 0.0, 1.0)
         weakest = metrics["adversary_weakest_accuracy"]
-        if method.game.exit_accuracy is not None:
-            done = done | (weakest >= method.game.exit_accuracy)
-        if method.game.plateau is not None and previous is not None:
-            done = done | (weakest < previous + method.game.plateau)
+        if settings.exit_accuracy is not None:
+            done = done | (weakest >= settings.exit_accuracy)
+        if settings.plateau is not None and previous is not None:
+            done = done | (weakest < previous + settings.plateau)
         previous = weakest
         per_step.append(metrics)
     return state, per_step + [{"adversary_updates": updates}]
@@ -122,7 +136,7 @@ def adversary_updates(method: Method, state: TrainState, take) -> tuple[TrainSta
 
 def privacy_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """The masker minimises max-over-members CE(uniform, Φ_c(x_o)) + pattern_weight × the same for Ψ(h)."""
-    return weighted_privacy_step(method, state, batch, 1.0, method.game.pattern_weight)
+    return weighted_privacy_step(method, state, batch, 1.0, method.adversary.pattern_weight)
 
 
 def weighted_privacy_step(method: Method, state: TrainState, batch: Batch, complement_weight,
@@ -146,9 +160,9 @@ def weighted_privacy_step(method: Method, state: TrainState, batch: Batch, compl
         return jnp.concatenate([x, lax.stop_gradient(rest).astype(x.dtype)], axis=-1)
 
     def ensemble_loss(modules, players, inputs):
-        per_member = [apply_train(module, player, player.params, inputs)[0]
+        per_member = [steps.apply_train(module, player, player.params, inputs)[0]
                       for module, player in zip(modules, players)]
-        losses = jnp.stack([uniform_cross_entropy(logits) for logits in per_member])   # (members, B)
+        losses = jnp.stack([steps.uniform_cross_entropy(logits) for logits in per_member])   # (members, B)
         best_accuracy = jnp.max(jnp.stack([steps.accuracy(logits, labels) for logits in per_member]))
         return jnp.max(losses, axis=0).mean(), best_accuracy
 
@@ -158,19 +172,20 @@ def weighted_privacy_step(method: Method, state: TrainState, batch: Batch, compl
         loss = jnp.zeros((), jnp.float32)
         if method.players.complement:
             complement_loss, aux["complement_accuracy"] = ensemble_loss(
-                method.players.complement, state.complement, judge_view(method, state, hidden_input(rest), 500))
+                method.players.complement, state.complement,
+                steps.judge_view(method, state, hidden_input(rest), 500, method.adversary.jitter))
             aux["complement_loss"] = complement_loss
             loss = loss + complement_weight * complement_loss
         if method.players.pattern:
             pattern_loss, aux["pattern_accuracy"] = ensemble_loss(method.players.pattern, state.pattern,
-                                                                  judge_view(method, state, keep, 501))
+                                                                  steps.judge_view(method, state, keep, 501,
+                                                                                   method.adversary.jitter))
             aux["pattern_loss"] = pattern_loss
             loss = loss + pattern_weight * pattern_loss
         return loss, (masker_stats, aux)
 
     (loss, (masker_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.masker.params)
-    grads = steps.device_mean(grads, method.axis_name)
-    new_state = state.replace(masker=steps.update_player(state.masker, method.players.masker_tx, grads, masker_stats))
+    new_state = steps.update_masker_and_phi(method, state, masker=(grads, masker_stats))
     return new_state, steps.device_mean({"obfuscator_loss": loss, **aux}, method.axis_name)
 
 
@@ -180,17 +195,18 @@ def reinitialise_adversaries(method: Method, state: TrainState, image_shape) -> 
     A fresh member is what a new attacker is: if the masker only hid from the
     members it has trained against, the fresh one finds the label again.
     """
-    if method.game.reinit_every is None or not (method.players.complement or method.players.pattern):
+    if not (method.players.complement or method.players.pattern) or method.adversary.reinit_every is None:
         return state
+    every = method.adversary.reinit_every
     height, width, channels = image_shape
-    due = (state.step > 0) & (state.step % method.game.reinit_every == 0)
-    turn = state.step // method.game.reinit_every
-    rng = step_key(method, state, 23)
+    due = (state.step > 0) & (state.step % every == 0)
+    turn = state.step // every
+    rng = steps.step_key(method, state, 23)
 
     def refresh(modules, players, input_shape, salt):
         out = []
         for i, (module, player) in enumerate(zip(modules, players)):
-            fresh = init_player(module, method.players.adversary_tx, jax.random.fold_in(rng, salt + i), input_shape)
+            fresh = steps.init_player(module, method.players.adversary_tx, jax.random.fold_in(rng, salt + i), input_shape)
             pick = due & (turn % len(modules) == i)
             out.append(jax.tree.map(lambda new, old: jnp.where(pick, new, old), fresh, player))
         return tuple(out)
@@ -199,3 +215,24 @@ def reinitialise_adversaries(method: Method, state: TrainState, image_shape) -> 
         complement=refresh(method.players.complement, state.complement,
                            (height, width, channels + method.classifier_channels), 0),
         pattern=refresh(method.players.pattern, state.pattern, (height, width, 1), 100))
+
+
+def eval_sums(method: Method, state: TrainState, images, labels, keep, rest) -> Metrics:
+    """The best member's number of right answers on one batch: ``correct_complement`` (on the hidden
+    part) and ``correct_pattern`` (on h), for the games that train them (else {}).
+
+    Next to the evaluation's fresh probes, they show whether the game's own
+    judges were strong enough (``gap_*`` in model selection's records).
+    """
+    def best(modules, players, inputs):
+        hits = [jnp.sum((jnp.argmax(steps.apply_train(module, player, player.params, inputs)[0], -1)
+                         == labels).astype(jnp.float32)) for module, player in zip(modules, players)]
+        return jnp.max(jnp.stack(hits))
+
+    sums = {}
+    if method.players.complement:
+        sums["correct_complement"] = best(method.players.complement, state.complement,
+                                          steps.classifier_input(method, rest, images))
+    if method.players.pattern:
+        sums["correct_pattern"] = best(method.players.pattern, state.pattern, (keep > 0).astype(jnp.float32))
+    return sums

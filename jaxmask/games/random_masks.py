@@ -1,6 +1,6 @@
-"""Utility steps of the games beyond the paper's: Φ learns from masks the masker does not choose.
+"""The predictor roles where Φ learns from masks the masker does not choose, and those masks.
 
-In the paper's game (``steps.predictor_step``) Φ co-trains on the masker's own
+In the paper's game (``games.paper.predictor_step``) Φ co-trains on the masker's own
 reveals, so it learns to decode whatever the masker writes into *where* it
 reveals (docs/results.md). Here Φ learns from other masks, and the masker
 learns to reveal what that Φ (batch statistics, no update from the masker's
@@ -8,16 +8,16 @@ loss) reads:
 
 * ``random_mask_predictor_step`` (REAL-X, Jethani et al. 2021): random exact-k
   masks in masker-like shapes (blobs, blocks, pixels);
-* ``multi_rate_predictor_step``: random masks whose revealed fraction is drawn
-  per image over [``min_mask_rate``, 1] (REAL-X samples its selection rate;
-  one rate at K teaches Φ nothing about a task region of 1%), for a capped
-  reveal whose size varies per image;
+* ``multi_rate_masks``: random masks whose revealed fraction is drawn per
+  image over [min_rate, 1] (REAL-X samples its selection rate; one rate at K
+  teaches Φ nothing about a task region of 1%), for a capped reveal whose
+  size varies per image (the minimal game's predictor, ``games.minimal``);
 * ``shuffled_mask_predictor_step``: the masker's own masks shuffled across the
   batch (mask i on image j).
 
 Each takes the masker's objective as data: ``masker_objective(method, state,
 cross_entropy, m) -> loss`` (the cross-entropy of Φ on the masker's reveal, and
-the soft mask m), so the minimal-reveal game (``jaxmask.minimal``) can weigh
+the soft mask m), so the minimal-reveal game (``games.minimal``) can weigh
 it against the revealed area without another copy of the step.
 """
 
@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax import lax
 
 from jaxmask import steps
-from jaxmask.state import Method, PlayerState, TrainState
+from jaxmask.state import Method, TrainState
 from jaxmask.topk import topk_indicator
 
 Batch = steps.Batch
@@ -83,45 +82,6 @@ def random_masks_at_rates(keys, shape, min_rate: float, max_rate: float = 1.0):
     return jax.vmap(one)(keys)
 
 
-def jitter(inputs, keys, max_shift: int):
-    """Each (H, W, C) input rolled by a random (dy, dx) in [−max_shift, max_shift]² and flipped
-    left–right with probability 1/2, one key per input (``example_keys``); ``max_shift`` 0: unchanged.
-
-    A judge that reads its inputs through this cannot be fooled by a pixel-exact
-    pattern (a lattice that moves with the pixels it sits on); a task region
-    left hidden still gives the label away wherever it lands.
-    """
-    if not max_shift:
-        return inputs
-
-    def one(x, key):
-        shift_y, shift_x, flip = jax.random.split(key, 3)
-        dy = jax.random.randint(shift_y, (), -max_shift, max_shift + 1)
-        dx = jax.random.randint(shift_x, (), -max_shift, max_shift + 1)
-        x = jnp.roll(x, (dy, dx), axis=(0, 1))
-        return jnp.where(jax.random.bernoulli(flip), x[:, ::-1], x)
-
-    return jax.vmap(one)(inputs, keys)
-
-
-def example_keys(method: Method, key, batch: int):
-    """One key per example of this device's batch, folded from its index in the *global* batch."""
-    offset = 0 if method.axis_name is None else lax.axis_index(method.axis_name) * batch
-    return jax.vmap(lambda i: jax.random.fold_in(key, i))(offset + jnp.arange(batch))
-
-
-def step_key(method: Method, state: TrainState, salt: int):
-    """A key for this round and purpose: fold_in(seed, round), then ``salt`` (no RNG in the state)."""
-    return jax.random.fold_in(jax.random.fold_in(jax.random.key(method.seed), state.step), salt)
-
-
-def apply_train(module, player: PlayerState, params, inputs):
-    """Logits of a player with batch statistics, and its new batch stats."""
-    logits, updates = module.apply({"params": params, "batch_stats": player.batch_stats}, inputs,
-                                   train=True, mutable=["batch_stats"])
-    return logits, updates["batch_stats"]
-
-
 def cross_entropy_objective(method: Method, state: TrainState, cross_entropy, m):
     """The masker's utility objective in the exact-k games: Φ's cross-entropy on its reveal."""
     del method, state, m
@@ -138,28 +98,26 @@ def predictor_masks_step(method: Method, state: TrainState, batch: Batch, phi_ma
     def masker_loss(masker_params):
         m, keep, _, masker_stats = steps.masker_split(method, masker_params, state.masker.batch_stats,
                                                       images, True)
-        logits, _ = apply_train(method.players.phi, state.phi, state.phi.params,
-                                steps.classifier_input(method, keep, images))
-        cross_entropy = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        logits, _ = steps.apply_train(method.players.phi, state.phi, state.phi.params,
+                                      steps.classifier_input(method, keep, images))
+        cross_entropy = steps.cross_entropy(logits, labels)
         loss = masker_objective(method, state, cross_entropy, m)
         return loss, (masker_stats, keep, steps.accuracy(logits, labels), m.mean(), cross_entropy)
 
     (masker_loss_value, (masker_stats, keep, masker_accuracy, mask_mean, cross_entropy)), masker_grads = (
         jax.value_and_grad(masker_loss, has_aux=True)(state.masker.params))
-    masks = phi_masks(lax.stop_gradient(keep), step_key(method, state, 17))
+    masks = phi_masks(lax.stop_gradient(keep), steps.step_key(method, state, 17))
 
     def phi_loss(phi_params):
-        logits, phi_stats = apply_train(method.players.phi, state.phi, phi_params,
-                                        steps.classifier_input(method, masks, images))
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        logits, phi_stats = steps.apply_train(method.players.phi, state.phi, phi_params,
+                                              steps.classifier_input(method, masks, images))
+        loss = steps.cross_entropy(logits, labels)
         return loss, (phi_stats, steps.accuracy(logits, labels))
 
     (phi_loss_value, (phi_stats, phi_accuracy)), phi_grads = jax.value_and_grad(phi_loss, has_aux=True)(
         state.phi.params)
-    masker_grads, phi_grads = steps.device_mean((masker_grads, phi_grads), method.axis_name)
-    new_state = state.replace(
-        masker=steps.update_player(state.masker, method.players.masker_tx, masker_grads, masker_stats),
-        phi=steps.update_player(state.phi, method.players.phi_tx, phi_grads, phi_stats))
+    new_state = steps.update_masker_and_phi(method, state, masker=(masker_grads, masker_stats),
+                                            phi=(phi_grads, phi_stats))
     metrics = {"predictor_loss": masker_loss_value, "predictor_accuracy": masker_accuracy,
                "predictor_cross_entropy": cross_entropy, "phi_loss": phi_loss_value,
                "phi_accuracy": phi_accuracy, "mask_mean": mask_mean,
@@ -170,21 +128,15 @@ def predictor_masks_step(method: Method, state: TrainState, batch: Batch, phi_ma
 def random_mask_predictor_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
     """REAL-X utility: Φ learns from random exact-k masks only; the masker learns against it."""
     def masks(keep, rng):
-        return random_masks(example_keys(method, rng, keep.shape[0]), keep.shape, method.reveal.k)
+        return random_masks(steps.example_keys(method, rng, keep.shape[0]), keep.shape, method.reveal.k)
     return predictor_masks_step(method, state, batch, masks)
 
 
-def multi_rate_masks(method: Method):
-    """``phi_masks`` of random masks at rates over [method.game.min_mask_rate, 1] (see ``random_masks_at_rates``)."""
+def multi_rate_masks(method: Method, min_rate: float):
+    """``phi_masks`` of random masks at rates over [min_rate, 1] (see ``random_masks_at_rates``)."""
     def masks(keep, rng):
-        return random_masks_at_rates(example_keys(method, rng, keep.shape[0]), keep.shape,
-                                     method.game.min_mask_rate)
+        return random_masks_at_rates(steps.example_keys(method, rng, keep.shape[0]), keep.shape, min_rate)
     return masks
-
-
-def multi_rate_predictor_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    """REAL-X utility at every budget: Φ learns from random masks of many rates; the masker learns against it."""
-    return predictor_masks_step(method, state, batch, multi_rate_masks(method))
 
 
 def shuffled_mask_predictor_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:

@@ -24,20 +24,46 @@ losses, so the constraints read as what a user is promised). Multipliers live
 in log space in the train state (positive, multiplicative steps); a satisfied
 constraint's multiplier decays until the area term wins again, which is what
 makes the cap bind. Φ is REAL-X's at every rate
-(``utility.multi_rate_predictor_step``): it learns from random masks whose
+(``random_masks.multi_rate_masks``): it learns from random masks whose
 revealed fraction varies per image, so it reads the task at any budget and
-has no decoder for a code the masker could write.
+has no decoder for a code the masker could write. The judges are the
+adversaries of ``games.adversaries`` (``minimal``) or Φ itself (``minimal_phi``).
+
+The game's settings are ``MinimalSettings``, from ``config.minimal``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
-from jaxmask import adversaries, steps, utility
+from jaxmask import steps
+from jaxmask.games import adversaries, paper, random_masks
 from jaxmask.state import Method, TrainState
 
 CONSTRAINTS = ("utility", "hidden", "pattern")
+JUDGE_OBJECTIVES = ("uniform", "excess")
+
+
+@dataclasses.dataclass(frozen=True)
+class MinimalSettings:
+    """The minimal game's constraints, its dual ascent and its Φ's random-mask rates, from
+    ``config.minimal`` (configs/synth_hair.py documents each)."""
+    utility_accuracy: float = 0.95
+    hidden_margin: float = 0.05
+    pattern_margin: float = 0.05
+    dual_learning_rate: float = 0.2
+    max_log_multiplier: float = 2.0        # |log λ| bound: a lost constraint cannot run away
+    boundary_weight: float = 0.0           # the area's boundary-length prior (``boundary``)
+    channel_gradient: bool = True          # the privacy step's gradient also through Φ_c's mask channel
+    judge_objective: str = "uniform"       # minimal_phi: "uniform" (CE(uniform, ·)) | "excess" (true-label evidence)
+    min_mask_rate: float = 0.01            # Φ's random masks reveal a fraction log-uniform in [this, 1]
+
+    @classmethod
+    def from_config(cls, block) -> "MinimalSettings":
+        return cls(**{field.name: type(field.default)(block[field.name]) for field in dataclasses.fields(cls)})
 
 
 def multiplier(state: TrainState, name: str):
@@ -62,20 +88,21 @@ AREA_UNIT = 0.5
 def area_objective(method: Method, state: TrainState, cross_entropy, m):
     """(area + boundary_weight · boundary) / AREA_UNIT + λ_utility · CE: the utility step's share of
     the Lagrangian."""
-    cost = (m.mean() + method.game.boundary_weight * boundary(m)) / AREA_UNIT
+    cost = (m.mean() + method.minimal.boundary_weight * boundary(m)) / AREA_UNIT
     return cost + multiplier(state, "utility") * cross_entropy
 
 
 def minimal_utility_step(method: Method, state: TrainState, batch):
     """Φ learns from random masks at every rate; the masker minimises area + λ_utility · CE on its reveal."""
-    return utility.predictor_masks_step(method, state, batch, utility.multi_rate_masks(method),
-                                        masker_objective=area_objective)
+    return random_masks.predictor_masks_step(
+        method, state, batch, random_masks.multi_rate_masks(method, method.minimal.min_mask_rate),
+        masker_objective=area_objective)
 
 
 def minimal_privacy_step(method: Method, state: TrainState, batch):
     """The masker hides from the adversaries, each term weighted by its learned multiplier."""
     return adversaries.weighted_privacy_step(method, state, batch, multiplier(state, "hidden"),
-                                             multiplier(state, "pattern"), method.game.channel_gradient)
+                                             multiplier(state, "pattern"), method.minimal.channel_gradient)
 
 
 def excess_label_probability(logits, labels):
@@ -98,31 +125,32 @@ def phi_judged_privacy_step(method: Method, state: TrainState, batch):
     it reads any part of an image the same way and has no decoder the masker
     could write to: a judge that cannot be co-adapted, without adversaries.
     """
-    return steps.weighted_obfuscator_step(
+    return paper.weighted_obfuscator_step(
         method, state, batch, multiplier(state, "hidden"),
-        view=lambda inputs: adversaries.judge_view(method, state, inputs, 502),
-        objective=excess_label_probability if method.game.judge_objective == "excess" else steps.uniform_cross_entropy_loss)
+        view=lambda inputs: steps.judge_view(method, state, inputs, 502, method.adversary.jitter),
+        objective=excess_label_probability if method.minimal.judge_objective == "excess" else paper.uniform_objective)
 
 
 def violations(method: Method, round_metrics) -> dict[str, jnp.ndarray]:
     """Each constraint's violation (> 0: violated) from a round's mean metrics."""
     chance = 1.0 / method.players.phi.num_classes
-    out = {"utility": method.game.utility_accuracy - round_metrics["predictor_accuracy"]}
+    settings = method.minimal
+    out = {"utility": settings.utility_accuracy - round_metrics["predictor_accuracy"]}
     hidden = round_metrics.get("complement_accuracy", round_metrics.get("obfuscator_accuracy"))
     if hidden is not None:
-        out["hidden"] = hidden - (chance + method.game.hidden_margin)
+        out["hidden"] = hidden - (chance + settings.hidden_margin)
     if "pattern_accuracy" in round_metrics:
-        out["pattern"] = round_metrics["pattern_accuracy"] - (chance + method.game.pattern_margin)
+        out["pattern"] = round_metrics["pattern_accuracy"] - (chance + settings.pattern_margin)
     return out
 
 
 def update_multipliers(method: Method, state: TrainState, round_metrics):
     """Dual ascent on log λ from the round's violations; returns (state, their metrics)."""
-    low, high = -method.game.max_log_multiplier, method.game.max_log_multiplier
+    low, high = -method.minimal.max_log_multiplier, method.minimal.max_log_multiplier
     log_multipliers = dict(state.log_multipliers)
     metrics = {}
     for name, violation in violations(method, round_metrics).items():
-        log_multipliers[name] = jnp.clip(log_multipliers[name] + method.game.dual_learning_rate * violation,
+        log_multipliers[name] = jnp.clip(log_multipliers[name] + method.minimal.dual_learning_rate * violation,
                                          low, high)
         metrics[f"violation_{name}"] = violation
         metrics[f"multiplier_{name}"] = jnp.exp(log_multipliers[name])

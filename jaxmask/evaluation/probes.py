@@ -5,8 +5,8 @@ masks h (N, H, W, 1):
 
 * ``mask_only``: a network trained on h alone (no pixel values) — how much
   the *positions* of the revealed pixels say (a positional code);
-* ``hidden_part``: networks of two architectures (``evaluators.EvalNet`` and
-  ``evaluators.PlainCNN``) trained on the withheld part concat((1 − h) ⊙ x,
+* ``hidden_part``: networks of two architectures (``networks.EvalNet`` and
+  ``networks.PlainCNN``) trained on the withheld part concat((1 − h) ⊙ x,
   1 − h) — what the pixels that are never released still say (with the mask
   channel, hidden pixels and black pixels differ);
 * ``mask_swap``: an evaluator applied to image i under image j's mask (y_i ≠
@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from jaxmask import evaluators
+from jaxmask.evaluation import networks
 
 Progress = Callable[[str], None]
 
@@ -59,7 +59,7 @@ def fresh_network_probes(train: dict, test: dict, train_revealed: np.ndarray, te
     labels = {head: train[head] for head in heads}
     out: dict[str, float] = {}
     for suffix, title, kind, arch in probes:
-        net = evaluators.train_classifier(
+        net = networks.train_classifier(
             view(kind, train["image"], train_revealed), labels, num_classes=num_classes,
             widths=tuple(settings.widths) if arch == "resnet" else PLAIN_WIDTHS, epochs=settings.epochs,
             batch_size=settings.batch_size, learning_rate=settings.learning_rate, seed=seed,
