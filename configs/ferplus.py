@@ -31,6 +31,8 @@ def get_config(arg: str | None = None):
     # PNG decoding is the input cost: one process reads ~2k img/s, 8 grain
     # workers ~11k img/s on a 16-core host (benchmarks/input_pipeline.py).
     config.data.worker_count = 8
+    # Identity adversaries need identity labels of data.num_identities classes (SynthFaces' own).
+    config.adversary.identity_widths = ()
     if mode == "smoke":
         # The tiny fixture: 32×32 grey, 24 / 8 / 8 images; batches must fit the validation split.
         config.image_size = 32

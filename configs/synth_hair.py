@@ -66,6 +66,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.mask_channel = True       # classifiers see concat(part, its 0/1 mask): hidden ≠ black
     config.reveal = "cap"            # cap: at most k (top-k with m > cap_threshold) | exact: k pixels always
     config.cap_threshold = 0.5
+    # reveal='cap': release only the opening×opening squares that fit in the capped reveal (jaxmask/topk.py
+    # opening): pixels, lattices, lines and strips thinner than that cannot survive, so cannot carry a code.
+    # An exact-k reveal keeps its count: there the opening does not apply (like cap_threshold).
+    config.opening = 3               # None: no opening
     # The minimal game (jaxmask/games/minimal.py): minimise the revealed area subject to these
     # constraints, with learned multipliers (dual ascent on log λ, this rate per round).
     config.minimal = ml_collections.ConfigDict()
@@ -80,9 +84,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.minimal.channel_gradient = True   # False: the privacy gradient reaches the masker through pixels only
     config.minimal.judge_objective = "uniform"   # minimal_phi: uniform (CE(uniform, Φ)) | excess (Φ's p(y) above chance)
     config.minimal.min_mask_rate = 0.01      # Φ's random masks reveal a fraction log-uniform in [this, 1]
+    # With identity adversaries (adversary.identity_widths): the best one's re-identification from the
+    # release ≤ chance (1 / data.num_identities) + this.
+    config.minimal.identity_margin = 0.05
     config.adversary = ml_collections.ConfigDict()
     config.adversary.complement_widths = ((16, 32, 64, 64), (8, 16, 32, 32))   # one Φ_c per entry
     config.adversary.pattern_widths = ((16, 32, 64, 64), (8, 16, 32, 32))      # one Ψ per entry
+    # Identity adversaries: re-identify the person (data.num_identities classes) from the release itself;
+    # the masker hides the identity from them (datasets with identity labels: SynthFaces). () = none.
+    config.adversary.identity_widths = ((16, 32, 64, 64),)
     config.adversary.hidden = 64
     config.adversary.learning_rate = 1e-3
     config.adversary.steps = 4       # adversary updates per round (all members, on the round's batches)
@@ -125,6 +135,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # A checkpoint whose release probe falls more than this below the same probe on the original
     # images is ineligible (revealing nothing leaks nothing); None: no floor.
     config.selection.utility_margin = 0.05
+    # Where the validation split has identity labels: a fresh re-identification probe on the release (this
+    # many epochs) and its advantage over chance subtracted from the score (a face in the release costs).
+    config.selection.identity_probe = True
+    config.selection.identity_epochs = 10
 
     # Loop.
     config.log_every = 25            # rounds
@@ -139,6 +153,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.phi_hidden = 16
         config.adversary.complement_widths = ((8, 8, 8, 8),)
         config.adversary.pattern_widths = ((8, 8, 8, 8),)
+        config.adversary.identity_widths = ((8, 8, 8, 8),)
         config.adversary.hidden = 16
         config.adversary.steps = 1
         config.adversary.reinit_every = 3
@@ -155,6 +170,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.phi_hidden = 256
         config.adversary.complement_widths = ((32, 64, 128, 256), (16, 32, 64, 128))
         config.adversary.pattern_widths = ((32, 64, 128, 256), (16, 32, 64, 128))
+        config.adversary.identity_widths = ((32, 64, 128, 256),)
         config.adversary.hidden = 256
         config.adversary.reinit_every = 500
         config.batch_size = 128

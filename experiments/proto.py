@@ -109,6 +109,11 @@ def main(argv):
     result = train.train_and_evaluate(config, out)
     train_seconds = time.time() - start
     method, variables = result["method"], result["state"].masker.variables
+    selected_round = int(result["state"].step)
+    if result.get("selected") and os.path.exists(os.path.join(result["selected"], "manifest.json")):
+        import jaxmask     # the run's masker is model selection's pick, as `jaxmask run` evaluates it
+        bundle = jaxmask.load_masker(result["selected"])
+        variables, selected_round = bundle.variables, bundle.step
     train_split = load_split(config, "train", FLAGS.probe_train)
     test_split = load_split(config, "test", 1000)
 
@@ -122,7 +127,7 @@ def main(argv):
     train_h, test_h = reveal(train_split["image"]), reveal(test_split["image"])
     num_classes, num_identities = int(config.num_classes), int(train_split["identity"].max()) + 1
     k = topk.num_revealed(config.topk_fraction, config.image_size, config.image_size)
-    report = {"config": config.to_dict(), "train_seconds": train_seconds,
+    report = {"config": config.to_dict(), "train_seconds": train_seconds, "selected_round": selected_round,
               "validation": result["validation"], "train": result["train"],
               "task_region_fraction": float(test_split["task_mask"].mean())}
     report["ours"] = checks(train_split, test_split, train_h, test_h, num_classes, num_identities, "ours")
@@ -146,7 +151,7 @@ def main(argv):
     summary = {key: report["ours"][key] for key in ("revealed_fraction", "task_region_revealed", "recall_per_class",
                                                     "identity_region_share", "mask_probe", "hidden_probe",
                                                     "task_retrained", "reid_retrained")}
-    print(json.dumps({"out": out, "task_region_fraction": report["task_region_fraction"], "ours": summary,
+    print(json.dumps({"out": out, "selected_round": selected_round, "task_region_fraction": report["task_region_fraction"], "ours": summary,
                       "oracle_reid": report["oracle_exact"]["reid_retrained"],
                       "oracle_mask": report["oracle_exact"]["mask_probe"],
                       "oracle_hidden": report["oracle_exact"]["hidden_probe"]}, indent=None))

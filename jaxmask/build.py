@@ -60,8 +60,8 @@ def _players(config, trains_adversaries: bool, axis_name: str | None) -> Players
     adversary = config.adversary
     trains = trains_adversaries
 
-    def ensemble(widths_list):
-        return tuple(Classifier(num_classes=config.num_classes, widths=tuple(widths), hidden=adversary.hidden,
+    def ensemble(widths_list, num_classes=config.num_classes):
+        return tuple(Classifier(num_classes=num_classes, widths=tuple(widths), hidden=adversary.hidden,
                                 dtype=dtype, bn_axis_name=axis_name) for widths in widths_list)
 
     return Players(
@@ -72,6 +72,7 @@ def _players(config, trains_adversaries: bool, axis_name: str | None) -> Players
         phi_tx=make_optimizer(config.optimizer, config.phi_learning_rate),
         complement=ensemble(adversary.complement_widths) if trains else (),
         pattern=ensemble(adversary.pattern_widths) if trains and adversary.pattern_weight > 0 else (),
+        identity=ensemble(adversary.identity_widths, config.data.num_identities) if trains else (),
         adversary_tx=make_optimizer(config.optimizer, adversary.learning_rate))
 
 
@@ -86,7 +87,8 @@ def build_method(config, axis_name: str | None = None) -> Method:
     minimal_settings = minimal.MinimalSettings.from_config(config.minimal)
     size = config.image_size
     reveal = Reveal(k=topk.num_revealed(config.topk_fraction, size, size), mode=config.reveal,
-                    values=config.mask_values, gradient=config.mask_gradient, cap_threshold=float(config.cap_threshold))
+                    values=config.mask_values, gradient=config.mask_gradient, cap_threshold=float(config.cap_threshold),
+                    opening=config.opening if config.reveal == "cap" else None)
     return Method(
         players=_players(config, trains, axis_name),
         reveal=reveal,
@@ -106,13 +108,14 @@ def create_train_state(method: Method, rng: jax.Array, image_shape: tuple[int, i
     # The paper game's keys stay as they were (masker, Φ); adversaries get their own.
     masker_rng, phi_rng = jax.random.split(rng)
     adversary_rng = jax.random.fold_in(rng, 1)
-    multipliers = GAMES[method.game.name].multipliers   # one learned log λ per constraint, starting at λ = 1
+    multipliers = GAMES[method.game.name].multipliers(method)   # one learned log λ per constraint, at λ = 1
     players = method.players
 
     @jax.jit
     def init(masker_rng, phi_rng, adversary_rng):
         complement_rngs = jax.random.split(jax.random.fold_in(adversary_rng, 0), max(len(players.complement), 1))
         pattern_rngs = jax.random.split(jax.random.fold_in(adversary_rng, 1), max(len(players.pattern), 1))
+        identity_rngs = jax.random.split(jax.random.fold_in(adversary_rng, 2), max(len(players.identity), 1))
         return TrainState(
             step=jnp.zeros((), jnp.int32),
             masker=steps.init_player(players.masker, players.masker_tx, masker_rng, image_shape),
@@ -121,6 +124,8 @@ def create_train_state(method: Method, rng: jax.Array, image_shape: tuple[int, i
                              for m, r in zip(players.complement, complement_rngs)),
             pattern=tuple(steps.init_player(m, players.adversary_tx, r, mask_shape)
                           for m, r in zip(players.pattern, pattern_rngs)),
+            identity=tuple(steps.init_player(m, players.adversary_tx, r, part_shape)    # the release's view
+                           for m, r in zip(players.identity, identity_rngs)),
             log_multipliers={name: jnp.zeros((), jnp.float32) for name in multipliers},
         )
 

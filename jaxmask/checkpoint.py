@@ -34,6 +34,7 @@ masker never imports the training stack (orbax, grain).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging as pylogging
@@ -53,6 +54,9 @@ from jaxmask.workdir import lock_workdir, unlock_workdir
 
 CHECKPOINT_DIR = "checkpoints"
 ITEMS = ("state", "data", "config", "checksums")
+# TrainState fields added since checkpoints were first written: a checkpoint without them restores with
+# them empty (a run whose own state has them empty: e.g. no identity adversaries).
+ADDED_STATE_FIELDS = ("identity",)
 
 
 class DamagedCheckpointError(ValueError):
@@ -275,7 +279,7 @@ class TrainCheckpoints:
         """
         step = self._step_or_latest(step)
         template = jax.tree.map(np.asarray, template)
-        state = self._restore_items(step, state=ocp.args.StandardRestore(template))["state"]
+        state = self._restore_state(step, template)
         state = jax.tree.map(np.asarray, state)
         sums = self._checksums(step)
         if sums is not None:
@@ -293,6 +297,22 @@ class TrainCheckpoints:
         if data is not None:
             self._restore_data(step, data)
         return state
+
+    def _restore_state(self, step: int, template):
+        try:
+            return self._restore_items(step, state=ocp.args.StandardRestore(template))["state"]
+        except DamagedCheckpointError as error:
+            added = [name for name in ADDED_STATE_FIELDS if not jax.tree.leaves(getattr(template, name, ()))]
+            if not added:
+                raise
+            # Written before those fields existed? Its fields, into a dict, then the empty ones added.
+            older = {field.name: getattr(template, field.name) for field in dataclasses.fields(template)
+                     if field.name not in added}
+            try:
+                restored = self._restore_items(step, state=ocp.args.StandardRestore(older))["state"]
+            except DamagedCheckpointError:
+                raise error from None
+            return template.replace(**restored)
 
     def _restore_data(self, step: int, data) -> None:
         """Sets ``data`` to this process's saved position (grain's file layout, read directly).

@@ -145,13 +145,16 @@ TRAINING: dict[str, Field] = {
     "obfuscator_steps": integer(0, 64),
     "game": TEXT,   # one of the games table's rows: check_method, which is handed the table
     "mask_channel": FLAG, "reveal": choice("exact", "cap"), "cap_threshold": number(0, 1, open_low=True, open_high=True),
+    "opening": integer(1, 15, none="no opening", legacy=None),
     "minimal.utility_accuracy": number(0, 1, legacy=0.95), "minimal.hidden_margin": number(0, 1, legacy=0.05),
     "minimal.pattern_margin": number(0, 1, legacy=0.05), "minimal.dual_learning_rate": number(0, legacy=0.2),
     "minimal.max_log_multiplier": number(0, 50, legacy=2.0), "minimal.boundary_weight": number(0, legacy=0.0),
     "minimal.channel_gradient": Field("bool", legacy=True),
     "minimal.judge_objective": choice("uniform", "excess", legacy="uniform"),
     "minimal.min_mask_rate": number(0, 1, open_low=True, legacy=0.01),
+    "minimal.identity_margin": number(0, 1, legacy=0.05),
     "adversary.complement_widths": ENSEMBLE, "adversary.pattern_widths": ENSEMBLE,
+    "adversary.identity_widths": Field("ensemble", legacy=()),
     "adversary.hidden": integer(1, 65536), "adversary.learning_rate": RATE, "adversary.steps": integer(0, 64),
     "adversary.exit_accuracy": number(0, 1, none="never skip the remaining updates", legacy=None),
     "adversary.plateau": number(0, 1, none="never", legacy=None),
@@ -164,6 +167,7 @@ TRAINING: dict[str, Field] = {
     "selection.probe_epochs": integer(1, 1000, none="no model selection: the last checkpoint"),
     "selection.probe_widths": WIDTHS, "selection.probe_batch_size": integer(1, MAX_BATCH),
     "selection.max_images": integer(0), "selection.utility_margin": number(0, 1, none="no floor"),
+    "selection.identity_probe": Field("bool", legacy=False), "selection.identity_epochs": integer(1, 1000, legacy=10),
     "log_every": INTERVAL, "eval_every": INTERVAL, "checkpoint_every": INTERVAL, "max_checkpoints": integer(),
 }
 
@@ -228,7 +232,8 @@ def trains_adversaries(config, games) -> bool:
     and an ensemble has members (Ψ's only with pattern_weight > 0)."""
     adversary = config.adversary
     return games[config.game].adversaries and config.obfuscator_steps > 0 and (
-        bool(adversary.complement_widths) or (adversary.pattern_weight > 0 and bool(adversary.pattern_widths)))
+        bool(adversary.complement_widths) or bool(adversary.identity_widths)
+        or (adversary.pattern_weight > 0 and bool(adversary.pattern_widths)))
 
 
 def check_method(config, games) -> None:
@@ -251,6 +256,13 @@ def check_method(config, games) -> None:
     if trains_adversaries(config, games) and config.adversary.steps < 1:
         raise ConfigError(f"config.adversary.steps={config.adversary.steps!r}: the {config.game!r} game trains its "
                           "adversaries, so it needs ≥ 1 step per round: pass --config.adversary.steps=<n ≥ 1>")
+    if config.opening is not None and config.opening % 2 == 0:
+        raise ConfigError(f"config.opening={config.opening!r} needs an odd side (a square centred on its "
+                          "pixel): pass an odd --config.opening, or --config.opening=None")
+    if config.adversary.identity_widths and (config.dataset != "synth_faces" or config.data.num_identities < 2):
+        raise ConfigError(f"config.adversary.identity_widths={config.adversary.identity_widths!r}: identity "
+                          f"adversaries need identity labels of data.num_identities ≥ 2 classes (SynthFaces); "
+                          f"config.dataset={config.dataset!r}: pass --config.adversary.identity_widths=()")
     if 2 * config.adversary.jitter >= config.image_size:
         raise ConfigError(f"config.adversary.jitter={config.adversary.jitter} shifts by half the image "
                           f"(image_size={config.image_size}) or more: pass a smaller --config.adversary.jitter")

@@ -247,10 +247,12 @@ def _read_arrays(path: str, expected: dict) -> dict[str, Any]:
     return traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v) for k, v in flat.items()})
 
 
-def _release(masker, variables, images, k: int, values: str, cap_threshold: float | None = None):
+def _release(masker, variables, images, k: int, values: str, cap_threshold: float | None = None,
+             opening_size: int | None = None):
     # topk.release is the release rule steps.mask_images applies too (tests/test_export.py
     # checks both give identical arrays); steps itself is not imported: it needs optax.
-    return topk.release(masker.apply(variables, images, train=False), images, k, values, cap_threshold)
+    return topk.release(masker.apply(variables, images, train=False), images, k, values, cap_threshold,
+                        opening_size)
 
 
 class MaskerBundle:
@@ -282,7 +284,9 @@ class MaskerBundle:
         # reveal='cap' trainings release at most k pixels, those scored above cap_threshold.
         self.cap_threshold = (float(self.config.get("cap_threshold", 0.5))
                               if self.config.get("reveal", "exact") == "cap" else None)
-        self._release = jax.jit(functools.partial(_release, self.masker), static_argnums=(2, 3, 4))
+        # ... and with an opening, only the squares of its side that fit in them (topk.opening).
+        self.opening = self.config.get("opening") if self.cap_threshold is not None else None
+        self._release = jax.jit(functools.partial(_release, self.masker), static_argnums=(2, 3, 4, 5))
         self._scores = jax.jit(functools.partial(self.masker.apply, train=False))
 
     @property
@@ -313,7 +317,8 @@ class MaskerBundle:
         if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
             raise ValueError(f"this masker takes (B, {self.image_size}, {self.image_size}, {self.channels}) "
                              f"images in [0, 1]; got shape {tuple(images.shape)}")
-        return self._release(self.variables, images, self.num_revealed(topk_fraction), values, self.cap_threshold)
+        return self._release(self.variables, images, self.num_revealed(topk_fraction), values, self.cap_threshold,
+                             self.opening)
 
     __call__ = mask
 
@@ -324,6 +329,15 @@ class MaskerBundle:
             raise ValueError(f"this masker takes (B, {self.image_size}, {self.image_size}, {self.channels}) "
                              f"images in [0, 1]; got shape {tuple(images.shape)}")
         return self._scores(self.variables, images).astype(jnp.float32)
+
+    def release_scores(self, images):
+        """``scores``, set to 0 where the model-resolution release hides a pixel because no square of the
+        bundle's opening fits there (``topk.opening``); the scores themselves without an opening. The
+        reveal at an image's own size ranks these (jaxmask/release.py), so it keeps the same shapes."""
+        m = self.scores(images)
+        if not self.opening or self.opening == 1:
+            return m
+        return m * topk.capped_indicator(m, self.k, self.cap_threshold, self.opening)
 
     def __repr__(self) -> str:
         return (f"MaskerBundle({self.path!r}, step={self.step}, image={self.image_shape}, k={self.k}, "

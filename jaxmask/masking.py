@@ -290,7 +290,7 @@ def _mask_files(bundle, report: MaskReport, files: list[str], in_root: str, out_
         batch = np.zeros((batch_size, size, size, channels), np.float32)   # one compiled shape
         for i, item in enumerate(pending):
             batch[i] = item[5]
-        scores = np.asarray(bundle.scores(batch))[..., 0]
+        scores = np.asarray(bundle.release_scores(batch))[..., 0]
         for (rel, pixels, mode, fmt, out_path, _), small in zip(pending, scores):
             try:
                 if pixels is None:    # not queued (memory): decode again

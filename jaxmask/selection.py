@@ -68,15 +68,19 @@ INELIGIBLE = -10.0              # an ineligible score lies in [-11, -9]; every e
 
 
 def score(probes: dict[str, float], revealed_fraction: float, num_classes: int,
-          utility_floor: float | None = None) -> float:
+          utility_floor: float | None = None, num_identities: int | None = None) -> float:
     """The selection score of one checkpoint (see the module doc); ``utility_floor``: the release
-    probe's accuracy below which the checkpoint is ineligible (None: none)."""
+    probe's accuracy below which the checkpoint is ineligible (None: none); ``num_identities``: the
+    identities the ``identity`` probe (re-identification from the release) tells apart, where it ran."""
     if utility_floor is not None and probes["utility"] < utility_floor:
         return INELIGIBLE + advantage(probes["utility"], num_classes)
-    return (advantage(probes["utility"], num_classes)
-            - max(0.0, advantage(probes["hidden"], num_classes))
-            - max(0.0, advantage(probes["mask"], num_classes))
-            - revealed_fraction)
+    out = (advantage(probes["utility"], num_classes)
+           - max(0.0, advantage(probes["hidden"], num_classes))
+           - max(0.0, advantage(probes["mask"], num_classes))
+           - revealed_fraction)
+    if num_identities and "identity" in probes:
+        out -= max(0.0, advantage(probes["identity"], num_identities))
+    return out
 
 
 def probe_views(images: np.ndarray, revealed: np.ndarray) -> dict[str, np.ndarray]:
@@ -100,13 +104,14 @@ def validation_probes(images: np.ndarray, labels: np.ndarray, revealed: np.ndarr
 
 
 def probe_accuracy(x: np.ndarray, labels: np.ndarray, num_classes: int, settings, view: str,
-                   seed: int = 0) -> float:
-    """A fresh probe on ``x`` (what ``view`` sees), fit on the first half, its accuracy on the second."""
+                   seed: int = 0, epochs: int | None = None) -> float:
+    """A fresh probe on ``x`` (what ``view`` sees), fit on the first half, its accuracy on the second
+    (``epochs``: default ``settings.probe_epochs``)."""
     config_checks.check_selection_split(len(labels), settings)
     half = len(labels) // 2
     net = networks.train_classifier(
         x[:half], {"label": labels[:half]}, num_classes={"label": num_classes},
-        widths=tuple(settings.probe_widths), epochs=settings.probe_epochs,
+        widths=tuple(settings.probe_widths), epochs=epochs or settings.probe_epochs,
         batch_size=settings.probe_batch_size, seed=seed, name=f"selection probe ({view})", arch="plain")
     return net.accuracy(x[half:], labels[half:], "label")
 
@@ -116,11 +121,14 @@ class Ranking:
     whether it beats the kept one re-scored under the same floor (see the module doc).
 
     ``reference``: the originals' probe accuracy (None with ``margin`` None: no floor); ``kept``:
-    the (probes, revealed fraction) of a checkpoint kept before a resume.
+    the (probes, revealed fraction) of a checkpoint kept before a resume; ``num_identities``: where
+    the identity probe runs, the identities it tells apart.
     """
 
-    def __init__(self, num_classes: int, margin: float | None, reference: float | None = None, kept=None):
+    def __init__(self, num_classes: int, margin: float | None, reference: float | None = None, kept=None,
+                 num_identities: int | None = None):
         self.num_classes, self.margin, self.reference, self.kept = num_classes, margin, reference, kept
+        self.num_identities = num_identities
         if margin is not None and kept is not None:
             self.reference = max(reference if reference is not None else 0.0, kept[0]["utility"])
 
@@ -130,10 +138,10 @@ class Ranking:
         if self.margin is not None:
             self.reference = max(self.reference if self.reference is not None else 0.0, probes["utility"])
             floor = self.reference - self.margin
-        out = {"selection_score": score(probes, fraction, self.num_classes, floor)}
+        out = {"selection_score": score(probes, fraction, self.num_classes, floor, self.num_identities)}
         if floor is not None:
             out["selection_floor"] = floor
-        kept = None if self.kept is None else score(*self.kept, self.num_classes, floor)
+        kept = None if self.kept is None else score(*self.kept, self.num_classes, floor, self.num_identities)
         out["selected"] = float(kept is None or out["selection_score"] > kept)
         if out["selected"]:
             self.kept = (probes, fraction)
@@ -155,6 +163,11 @@ class Selector:
         split = load_split(config, "validation", self.settings.max_images or 0)
         self.images, self.labels = split["image"], split["label"]
         config_checks.check_selection_split(len(self.labels), self.settings)   # before the first round compiles
+        # The identity term: where the split has identity labels, a fresh re-identification probe on the
+        # release (what a masker that reveals a face gives away); None where it has none (the report says so).
+        self.identities = split["identity"]
+        self.num_identities = (int(self.identities.max()) + 1 if self.settings.identity_probe
+                               and (self.identities >= 0).all() else None)
         # One part of the utility floor's reference: the same probe on the original images (a
         # reveal of every pixel), fit once per run; the other is the run's best release probe.
         margin = self.settings.get("utility_margin")
@@ -171,8 +184,9 @@ class Selector:
         if os.path.exists(os.path.join(self.path, export.MANIFEST)):
             metrics = export.read_manifest(self.path).get("metrics") or {}
             if all(f"probe_{view}" in metrics for view in VIEWS) and "probe_revealed_fraction" in metrics:
-                kept = ({view: metrics[f"probe_{view}"] for view in VIEWS}, metrics["probe_revealed_fraction"])
-        self.ranking = Ranking(self.num_classes, margin, self.original_utility, kept)
+                kept = ({view: metrics[f"probe_{view}"] for view in (*VIEWS, "identity") if f"probe_{view}" in metrics},
+                        metrics["probe_revealed_fraction"])
+        self.ranking = Ranking(self.num_classes, margin, self.original_utility, kept, self.num_identities)
 
     def revealed(self, masker_variables, batch_size: int = 250) -> np.ndarray:
         """(N, H, W, 1) reveals of the validation images (one compiled batch shape: the last is padded)."""
@@ -183,6 +197,10 @@ class Selector:
         revealed = self.revealed(state.masker.variables)
         probes = validation_probes(self.images, self.labels, revealed, self.num_classes, self.settings,
                                    seed=step)
+        if self.num_identities:
+            release = probe_views(self.images, revealed)["utility"]
+            probes["identity"] = probe_accuracy(release, self.identities, self.num_identities, self.settings,
+                                                "identity", seed=step, epochs=self.settings.identity_epochs)
         fraction = float(revealed.mean())
         ranked = self.ranking.update(probes, fraction)
         record = {"selection_score": ranked["selection_score"],

@@ -31,8 +31,9 @@ class PlayerState:
 class TrainState:
     """Every player and the number of completed rounds (int32 scalar).
 
-    ``complement`` and ``pattern`` are the adversary ensembles of the games
-    that train them (``jaxmask.games.adversaries``); empty tuples otherwise.
+    ``complement``, ``pattern`` and ``identity`` are the adversary ensembles
+    of the games that train them (``jaxmask.games.adversaries``): the hidden
+    part's, the mask's and the release's re-identification; empty tuples otherwise.
     ``log_multipliers`` are the learned constraint multipliers of the games
     that have them (``jaxmask.games.minimal``); {} otherwise.
     """
@@ -41,6 +42,7 @@ class TrainState:
     phi: PlayerState
     complement: tuple[PlayerState, ...] = ()
     pattern: tuple[PlayerState, ...] = ()
+    identity: tuple[PlayerState, ...] = ()
     log_multipliers: dict[str, Any] = flax.struct.field(default_factory=dict)
 
 
@@ -58,6 +60,7 @@ class Players:
     phi_tx: Any
     complement: tuple[Any, ...] = ()   # complement adversaries Φ_c (on the hidden part)
     pattern: tuple[Any, ...] = ()      # mask-pattern adversaries Ψ (on h alone)
+    identity: tuple[Any, ...] = ()     # identity adversaries (re-identify the person from the release)
     adversary_tx: Any = None
 
 
@@ -69,6 +72,7 @@ class Reveal:
     values: str = "binary"                 # binary | soft (the paper's literal m ⊙ h)
     gradient: str = "straight_through"     # straight_through | exact (soft only)
     cap_threshold: float = 0.5
+    opening: int | None = None             # cap: reveal only the squares of this side that fit (topk.opening)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,5 +123,6 @@ class Method:
             return module.clone(bn_axis_name=axis_name)
         players = dataclasses.replace(
             self.players, masker=clone(self.players.masker), phi=clone(self.players.phi),
-            complement=tuple(map(clone, self.players.complement)), pattern=tuple(map(clone, self.players.pattern)))
+            complement=tuple(map(clone, self.players.complement)), pattern=tuple(map(clone, self.players.pattern)),
+            identity=tuple(map(clone, self.players.identity)))
         return dataclasses.replace(self, players=players, axis_name=axis_name)

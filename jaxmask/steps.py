@@ -117,7 +117,7 @@ def split_scores(method: Method, m):
     """(keep, rest) of the scores m under the method's reveal rule: exact-k (``topk_split``) or, with
     mode 'cap', at most k (``capped_split``)."""
     if method.reveal.mode == "cap":
-        return capped_split(m, method.reveal.k, method.reveal.cap_threshold)
+        return capped_split(m, method.reveal.k, method.reveal.cap_threshold, method.reveal.opening)
     return topk_split(m, method.reveal.k, method.reveal.values, method.reveal.gradient)
 
 
@@ -190,4 +190,5 @@ def mask_images(method: Method, state: TrainState | dict[str, Any], images: jax.
     reveal = method.reveal
     variables = state.masker.variables if isinstance(state, TrainState) else state
     m = method.players.masker.apply(variables, images, train=False)
-    return release(m, images, reveal.k, reveal.values, reveal.cap_threshold if reveal.mode == "cap" else None)
+    return release(m, images, reveal.k, reveal.values, reveal.cap_threshold if reveal.mode == "cap" else None,
+                   reveal.opening)

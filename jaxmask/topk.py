@@ -130,17 +130,19 @@ def topk_split(m: jax.Array, k: int, values: str = "binary",
     return _split(m, k, values, gradient)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _capped_split(m, k, threshold):
-    h = capped_indicator(m, k, threshold)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _capped_split(m, k, threshold, opening_size):
+    # ``m``: scores already opened (``open_scores``); the second opening only where the cap cut a square.
+    h = topk_indicator(m, k) * (m > threshold).astype(m.dtype)
+    h = h if not opening_size or opening_size == 1 else opening(h, opening_size)
     return h, 1 - h
 
 
-def _capped_fwd(m, k, threshold):
-    return _capped_split(m, k, threshold), None
+def _capped_fwd(m, k, threshold, opening_size):
+    return _capped_split(m, k, threshold, opening_size), None
 
 
-def _capped_bwd(k, threshold, _, cotangents):
+def _capped_bwd(k, threshold, opening_size, _, cotangents):
     g_keep, g_rest = cotangents
     return ((g_keep - g_rest),)
 
@@ -148,25 +150,71 @@ def _capped_bwd(k, threshold, _, cotangents):
 _capped_split.defvjp(_capped_fwd, _capped_bwd)
 
 
-def capped_indicator(m: jax.Array, k: int, threshold: float) -> jax.Array:
-    """The top-k indicator restricted to entries above ``threshold``: at most k per image."""
-    return topk_indicator(m, k) * (m > threshold).astype(m.dtype)
+def open_scores(m: jax.Array, size: int) -> jax.Array:
+    """The grayscale opening of (B, H, W, 1) scores by a ``size``×``size`` square: each pixel's score
+    becomes the best, over the squares that contain it, of the square's lowest score (outside the image
+    scores 0).
+
+    Thresholding commutes with it: {open_scores(m) > t} is ``opening({m > t})``,
+    so a reveal ranked on these scores is made of whole squares — and, unlike
+    opening the 0/1 reveal afterwards, its gradient reaches the pixels that
+    decide it (the lowest of a square), so the masker learns to fill squares
+    rather than to place pixels the opening then removes.
+    """
+    pad = size // 2
+    window, strides = (1, size, size, 1), (1, 1, 1, 1)
+    padded = jnp.pad(m, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=0)
+    eroded = -lax.reduce_window(-padded, -jnp.inf, lax.max, window, strides, "VALID")
+    return lax.reduce_window(eroded, -jnp.inf, lax.max, window, strides, "SAME")
 
 
-def capped_split(m: jax.Array, k: int, threshold: float = 0.5) -> tuple[jax.Array, jax.Array]:
-    """K as a cap, not a quota: reveals the top-k pixels whose score also exceeds ``threshold``.
+def opening(h: jax.Array, size: int) -> jax.Array:
+    """The morphological opening of a (B, H, W, 1) 0/1 reveal by a ``size``×``size`` square.
+
+    Erosion (a pixel stays where its whole square is revealed; outside the
+    image counts as hidden) then dilation: what survives is the union of the
+    squares that fit inside the reveal. A pixel, a lattice, a line or a strip
+    thinner than ``size`` cannot survive it, so it cannot carry a code; a
+    region that holds a square keeps its shape. Label-independent, no
+    parameters, and a subset of ``h``: a cap still holds after it.
+    """
+    pad = size // 2
+    window, strides = (1, size, size, 1), (1, 1, 1, 1)
+    hidden = jnp.pad(1 - h, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=1)
+    eroded = 1 - lax.reduce_window(hidden, jnp.zeros((), h.dtype), lax.max, window, strides, "VALID")
+    return lax.reduce_window(eroded, jnp.zeros((), h.dtype), lax.max, window, strides, "SAME")
+
+
+def capped_indicator(m: jax.Array, k: int, threshold: float, opening_size: int | None = None) -> jax.Array:
+    """The top-k indicator restricted to entries above ``threshold``: at most k per image. With
+    ``opening_size``: the top-k of ``open_scores(m)`` above ``threshold``, opened again (``opening``)
+    where the cap cut a square, so every revealed pixel lies in a revealed square of that side."""
+    if opening_size and opening_size > 1:
+        m = open_scores(m, opening_size)
+    h = topk_indicator(m, k) * (m > threshold).astype(m.dtype)
+    return h if not opening_size or opening_size == 1 else opening(h, opening_size)
+
+
+def capped_split(m: jax.Array, k: int, threshold: float = 0.5, opening_size: int | None = None
+                 ) -> tuple[jax.Array, jax.Array]:
+    """K as a cap, not a quota: reveals the top-k pixels whose score also exceeds ``threshold``
+    (then, with ``opening_size``, only the squares of that side that fit in them: ``opening``).
 
     Binary values and the binary straight-through rule of ``topk_split``
-    (∂L/∂m = ḡ_keep − ḡ_rest). At most k pixels per image are revealed, so a
+    (∂L/∂m = ḡ_keep − ḡ_rest; with an opening, through ``open_scores``). At most k pixels per image are revealed, so a
     masker can leave hidden what the task does not need; ``topk_split``'s
     exact-k guarantee is unchanged and remains the default.
     """
     check_arguments(m.shape, m.dtype, k, "binary", "straight_through")
-    return _capped_split(m, k, float(threshold))
+    if opening_size is not None and (not isinstance(opening_size, int) or opening_size < 1 or opening_size % 2 == 0):
+        raise ValueError(f"opening_size={opening_size!r} must be an odd integer ≥ 1 (or None: no opening)")
+    if opening_size and opening_size > 1:
+        m = open_scores(m, opening_size)       # differentiable: the gradient reaches each square's lowest score
+    return _capped_split(m, k, float(threshold), opening_size)
 
 
 def release(m: jax.Array, images: jax.Array, k: int, values: str = "binary",
-            cap_threshold: float | None = None) -> tuple[jax.Array, jax.Array]:
+            cap_threshold: float | None = None, opening_size: int | None = None) -> tuple[jax.Array, jax.Array]:
     """The release of ``images`` under the masker's scores ``m``: (released images, reveal mask).
 
     The one release rule, shared by training (``steps.mask_images``) and the
@@ -174,10 +222,11 @@ def release(m: jax.Array, images: jax.Array, k: int, values: str = "binary",
     ``binary`` releases h ⊙ x (original values on exactly k pixels per image),
     ``soft`` releases m ⊙ h ⊙ x as the paper does; with ``cap_threshold``
     (a masker trained with reveal='cap') at most k pixels, only those scored
-    above it (binary values). The mask is h (binary) or m ⊙ h (soft), shaped like ``m``.
+    above it (binary values), and with ``opening_size`` only what squares of
+    that side fill (``opening``). The mask is h (binary) or m ⊙ h (soft), shaped like ``m``.
     """
     if cap_threshold is not None:
-        keep, _ = capped_split(m, k, cap_threshold)
+        keep, _ = capped_split(m, k, cap_threshold, opening_size)
     else:
         keep, _ = topk_split(m, k, values)
     return keep * images, keep

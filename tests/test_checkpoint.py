@@ -226,6 +226,40 @@ def _iterator(position):
     return it
 
 
+def test_a_checkpoint_written_before_a_state_field_existed_restores_with_it_empty(tmp_path):
+    """TrainState gained ``identity`` (the identity adversaries): a checkpoint of the state as it was
+    before restores, checksums verified, into a run without identity adversaries; one that has them
+    is refused as before (its shapes differ)."""
+    import flax
+
+    @flax.struct.dataclass
+    class StateBefore:      # TrainState's fields before the identity ensembles
+        step: object
+        masker: object
+        phi: object
+        complement: tuple = ()
+        pattern: tuple = ()
+        log_multipliers: dict = flax.struct.field(default_factory=dict)
+
+    config = load_config("synth_hair", "smoke")
+    state = _random_state(config, 4)
+    before = StateBefore(**{name: getattr(state, name) for name in
+                            ("step", "masker", "phi", "complement", "pattern", "log_multipliers")})
+    recipe = build.from_config(config)
+    with checkpoint.TrainCheckpoints(str(tmp_path), recipe) as checkpoints:
+        checkpoints._template = before           # the checksums of the state as it was then
+        checkpoints.save(4, before, _iterator(0))
+    with checkpoint.TrainCheckpoints(str(tmp_path), read_only=True) as checkpoints:
+        restored = checkpoints.restore(recipe.template(), 4)
+    assert restored.identity == ()
+    for want, got in zip(jax.tree.leaves(state), jax.tree.leaves(restored)):
+        np.testing.assert_array_equal(np.asarray(got), want)
+    config.adversary.identity_widths = ((8, 8, 8, 8),)
+    with checkpoint.TrainCheckpoints(str(tmp_path), read_only=True) as checkpoints:
+        with pytest.raises(checkpoint.DamagedCheckpointError):
+            checkpoints.restore(build.from_config(config).template(), 4)
+
+
 def test_restore_across_device_counts_and_parallel_modes(tmp_path):
     """8 devices (jit) → 1 device → 8 devices (pmap): the state and the data position survive."""
     config = load_config("synth_hair", "smoke")

@@ -89,7 +89,7 @@ def test_restored_iterator_yields_exactly_the_next_batches(synth_dir):
     restored.set_state(state)
     for want in expected:
         got = next(restored)
-        assert got["image"].shape == (2, 4, 32, 32, 3) and set(got) == {"image", "label"}
+        assert got["image"].shape == (2, 4, 32, 32, 3) and set(got) == {"image", "label", "identity"}
         np.testing.assert_array_equal(got["image"], want["image"])
         np.testing.assert_array_equal(got["label"], want["label"])
     # A fresh iterator starts elsewhere: the restore is what made them equal.

@@ -36,7 +36,8 @@ def game_config(game="realx", **overrides):
 
 def batch(key, batch_size=8):
     return {"image": jax.random.uniform(key, (batch_size, *IMAGE_SHAPE)),
-            "label": jax.random.randint(jax.random.fold_in(key, 1), (batch_size,), 0, 4)}
+            "label": jax.random.randint(jax.random.fold_in(key, 1), (batch_size,), 0, 4),
+            "identity": jax.random.randint(jax.random.fold_in(key, 2), (batch_size,), 0, 20)}
 
 
 def same(a, b):
@@ -118,7 +119,8 @@ def test_privacy_step_updates_only_the_masker(setup, compiled):
     # Each term is a CE(uniform, ·) ≥ log 4; the pattern term has weight pattern_weight.
     assert float(metrics["complement_loss"]) >= np.log(4) - 1e-5
     np.testing.assert_allclose(metrics["obfuscator_loss"],
-                               metrics["complement_loss"] + method.adversary.pattern_weight * metrics["pattern_loss"], rtol=1e-5)
+                               metrics["complement_loss"] + method.adversary.pattern_weight * metrics["pattern_loss"]
+                               + metrics["identity_loss"], rtol=1e-5)     # the identity term at weight 1
 
 
 def test_random_mask_predictor_never_learns_from_the_maskers_masks(setup, compiled):

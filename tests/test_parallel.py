@@ -39,7 +39,8 @@ def config_for(mode, num_devices, game="paper"):
 def global_batches(round_index, steps_per_round, batch_size=16):
     rng = np.random.default_rng(round_index)
     return {"image": rng.uniform(size=(steps_per_round, batch_size, *IMAGE_SHAPE)).astype(np.float32),
-            "label": rng.integers(0, 4, size=(steps_per_round, batch_size)).astype(np.int32)}
+            "label": rng.integers(0, 4, size=(steps_per_round, batch_size)).astype(np.int32),
+            "identity": rng.integers(0, 20, size=(steps_per_round, batch_size)).astype(np.int32)}
 
 
 def run(mode, num_devices, game="paper"):

@@ -27,7 +27,8 @@ def tiny(config, **overrides):
 def batch(key, num, batch_size=8):
     images = jax.random.uniform(key, (num, batch_size, *IMAGE_SHAPE))
     labels = jax.random.randint(jax.random.fold_in(key, 1), (num, batch_size), 0, 4)
-    return {"image": images, "label": labels}
+    identities = jax.random.randint(jax.random.fold_in(key, 2), (num, batch_size), 0, 20)
+    return {"image": images, "label": labels, "identity": identities}
 
 
 def differs(a, b):

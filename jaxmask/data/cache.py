@@ -43,12 +43,18 @@ def _decode_png(data: bytes) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
+def _identities(records) -> np.ndarray:
+    """The records' identities, int32 (-1 where a record has none: no identity adversary reads them)."""
+    return np.asarray([r["identity"] if "identity" in r else -1 for r in records], np.int32)
+
+
 def _reader(source):
-    """``indices → (uint8 images (n, H, W, C), int32 labels (n,))`` for ``source``'s records."""
+    """``indices → (uint8 images (n, H, W, C), int32 labels (n,), int32 identities (n,))`` of ``source``."""
     arrays = getattr(source, "arrays", None)
     if isinstance(arrays, dict) and getattr(arrays.get("image"), "dtype", None) == np.uint8:
         # SynthFacesSource: generated as uint8 in memory already.
-        return lambda indices: (arrays["image"][indices], arrays["label"][indices].astype(np.int32))
+        return lambda indices: (arrays["image"][indices], arrays["label"][indices].astype(np.int32),
+                                arrays["identity"][indices].astype(np.int32))
     data_source = getattr(source, "data_source", None)
     if data_source is not None:
         # TfdsSource: ArrayRecord records with the PNG still encoded.
@@ -56,7 +62,7 @@ def _reader(source):
             getitems = getattr(data_source, "__getitems__", None)
             records = getitems(list(indices)) if getitems else [data_source[i] for i in indices]
             return (np.stack([_decode_png(r["image"]) for r in records]),
-                    np.asarray([r["label"] for r in records], np.int32))
+                    np.asarray([r["label"] for r in records], np.int32), _identities(records))
         return read_tfds
 
     def read_any(indices):   # any other source: its float images, back to the uint8 they came from
@@ -64,27 +70,29 @@ def _reader(source):
         images = np.stack([np.asarray(r["image"]) for r in records])
         if images.dtype != np.uint8:
             images = np.rint(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
-        return images, np.asarray([r["label"] for r in records], np.int32)
+        return images, np.asarray([r["label"] for r in records], np.int32), _identities(records)
     return read_any
 
 
 @dataclasses.dataclass(frozen=True)
 class ShardCache:
-    """This process's shard of a split, decoded: images (N, H, W, C) uint8, labels (N,) int32."""
+    """This process's shard of a split, decoded: images (N, H, W, C) uint8, labels and identities (N,)
+    int32 (identity -1 where the dataset has none)."""
     images: np.ndarray
     labels: np.ndarray
+    identities: np.ndarray
 
     def __len__(self) -> int:
         return len(self.labels)
 
     @property
     def nbytes(self) -> int:
-        return self.images.nbytes + self.labels.nbytes
+        return self.images.nbytes + self.labels.nbytes + self.identities.nbytes
 
     def gather(self, indices) -> dict[str, np.ndarray]:
-        """``indices`` of any shape → {"image": uint8 (*shape, H, W, C), "label": int32 (*shape)}."""
+        """``indices`` of any shape → {"image": uint8 (*shape, H, W, C), "label", "identity": int32 (*shape)}."""
         indices = np.asarray(indices)
-        return {"image": self.images[indices], "label": self.labels[indices]}
+        return {"image": self.images[indices], "label": self.labels[indices], "identity": self.identities[indices]}
 
     @classmethod
     def build(cls, source, process_index: int = 0, process_count: int = 1,
@@ -100,14 +108,13 @@ class ShardCache:
             raise ValueError(f"process {process_index} of {process_count} has no records of {source!r}")
         read = _reader(source)
         if getattr(source, "data_source", None) is None:
-            images, labels = read(indices)     # in memory already: one gather, no threads
+            images, labels, identities = read(indices)     # in memory already: one gather, no threads
         else:
             chunks = [indices[i:i + chunk] for i in range(0, len(indices), chunk)]
             with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
                 parts = list(pool.map(read, chunks))
-            images = np.concatenate([p[0] for p in parts])
-            labels = np.concatenate([p[1] for p in parts])
-        cache = cls(images=images, labels=labels)
+            images, labels, identities = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        cache = cls(images=images, labels=labels, identities=identities)
         logging.info("decoded %d records of %s into a %.1f MB uint8 cache in %.1f s", len(cache),
                      getattr(source, "description", type(source).__name__), cache.nbytes / 1e6,
                      time.perf_counter() - start)
@@ -143,4 +150,4 @@ def eval_batches(cache: ShardCache, *, local_batch: int, num_batches: int):
     """``num_batches`` ordered float32 batches of ``local_batch`` from ``cache``'s start."""
     for i in range(num_batches):
         rows = slice(i * local_batch, (i + 1) * local_batch)
-        yield {"image": to_float(cache.images[rows]), "label": cache.labels[rows]}
+        yield {"image": to_float(cache.images[rows]), "label": cache.labels[rows], "identity": cache.identities[rows]}

@@ -35,7 +35,10 @@ from PIL import Image
 from jaxmask.data import cache as cache_lib
 from jaxmask.data import device, synthetic
 
-TRAIN_FIELDS = ("image", "label")
+# What a training batch holds: the image, the task label and the person's identity (-1 where the
+# dataset has none; the identity adversaries read it: jaxmask/games/adversaries.py).
+TRAIN_FIELDS = ("image", "label", "identity")
+UNKNOWN_IDENTITY = -1
 
 
 def process_shard(process_index: int | None = None, process_count: int | None = None) -> tuple[int, int]:
@@ -52,12 +55,15 @@ def _shard(dataset: grain.MapDataset, index: int, count: int) -> grain.MapDatase
 
 
 def _select(fields, record):
-    return {name: record[name] for name in fields}
+    return {name: (record[name] if name in record or name != "identity" else np.int32(UNKNOWN_IDENTITY))
+            for name in fields}
 
 
 def _narrow(source, fields):
-    # Sources that decode lazily (TfdsSource) then decode only these fields.
-    return source.with_fields(tuple(fields)) if hasattr(source, "with_fields") else source
+    # Sources that decode lazily (TfdsSource) then decode only these fields (an identity it lacks: -1).
+    if not hasattr(source, "with_fields"):
+        return source
+    return source.with_fields(tuple(f for f in fields if f != "identity" or f in source.available))
 
 
 def train_iterator(source, *, global_batch: int, steps_per_round: int, seed: int,
@@ -155,8 +161,7 @@ def eval_batches(source, *, global_batch: int, fields=TRAIN_FIELDS, cache=None,
 
     The remainder that does not fill a global batch is dropped (the caller
     reports the count it evaluated). ``cache``: a ``cache.ShardCache`` of this
-    process's shard of ``source`` to slice the same batches from (image and
-    label only).
+    process's shard of ``source`` to slice the same batches from (``TRAIN_FIELDS`` only).
     """
     index, count = process_shard(process_index, process_count)
     local_batch = global_batch // count
@@ -228,6 +233,7 @@ class TfdsSource:
         self.image_shape = tuple(features["image"].shape)
         available = tuple(f for f in ("image", "label", "identity", "task_mask", "identity_mask")
                           if f in features)
+        self.available = available
         self.fields = available if fields is None else tuple(fields)
         missing = set(self.fields) - set(available)
         if missing:

@@ -56,7 +56,8 @@ class AdversarySettings:
 
 def adversary_step(method: Method, state: TrainState, batch: Batch, update: int = 0
                    ) -> tuple[TrainState, Metrics]:
-    """One update of every complement adversary Φ_c (on the hidden part) and every Ψ (on h).
+    """One update of every complement adversary Φ_c (on the hidden part), every Ψ (on h) and every
+    identity adversary (the person, ``batch["identity"]``, from the release concat(h ⊙ x, h)).
 
     The masker runs in train mode (its batch-stat update is discarded) and its
     output is a constant here: only the adversaries learn. ``update``: the
@@ -67,13 +68,13 @@ def adversary_step(method: Method, state: TrainState, batch: Batch, update: int 
     keep, rest = lax.stop_gradient(keep), lax.stop_gradient(rest)
     metrics, weakest = {}, []
 
-    def train_members(modules, players, inputs, name):
+    def train_members(modules, players, inputs, name, targets=labels):
         new_players, accuracies = [], []
         for module, player in zip(modules, players):
             def loss_fn(params):
                 logits, stats = steps.apply_train(module, player, params, inputs)
-                loss = steps.cross_entropy(logits, labels)
-                return loss, (stats, steps.accuracy(logits, labels))
+                loss = steps.cross_entropy(logits, targets)
+                return loss, (stats, steps.accuracy(logits, targets))
             (_, (stats, member_accuracy)), grads = jax.value_and_grad(loss_fn, has_aux=True)(player.params)
             grads = steps.device_mean(grads, method.axis_name)
             new_players.append(steps.update_player(player, method.players.adversary_tx, grads, stats))
@@ -90,9 +91,13 @@ def adversary_step(method: Method, state: TrainState, batch: Batch, update: int 
         method, state, steps.classifier_input(method, rest, images), 2 * update, jitter), "complement")
     pattern = train_members(method.players.pattern, state.pattern,
                             steps.judge_view(method, state, keep, 2 * update + 1, jitter), "pattern")
+    identity = train_members(method.players.identity, state.identity, steps.judge_view(
+        method, state, steps.classifier_input(method, keep, images), 200 + update, jitter), "identity",
+        batch.get("identity"))
     # The weakest member's batch accuracy before its update: what the early exit reads.
     metrics["adversary_weakest_accuracy"] = jnp.min(jnp.stack(weakest))
-    return state.replace(complement=complement, pattern=pattern), steps.device_mean(metrics, method.axis_name)
+    return (state.replace(complement=complement, pattern=pattern, identity=identity),
+            steps.device_mean(metrics, method.axis_name))
 
 
 def adversary_updates(method: Method, state: TrainState, take) -> tuple[TrainState, list[Metrics]]:
@@ -135,14 +140,20 @@ def adversary_updates(method: Method, state: TrainState, take) -> tuple[TrainSta
 
 
 def privacy_step(method: Method, state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    """The masker minimises max-over-members CE(uniform, Φ_c(x_o)) + pattern_weight × the same for Ψ(h)."""
-    return weighted_privacy_step(method, state, batch, 1.0, method.adversary.pattern_weight)
+    """The masker minimises max-over-members CE(uniform, Φ_c(x_o)) + pattern_weight × the same for Ψ(h)
+    (+ the same for the identity adversaries on the release, where the game has them)."""
+    return weighted_privacy_step(method, state, batch, 1.0, method.adversary.pattern_weight, identity_weight=1.0)
 
 
 def weighted_privacy_step(method: Method, state: TrainState, batch: Batch, complement_weight,
-                          pattern_weight, channel_gradient: bool = True) -> tuple[TrainState, Metrics]:
+                          pattern_weight, channel_gradient: bool = True, identity_weight=0.0
+                          ) -> tuple[TrainState, Metrics]:
     """The masker minimises complement_weight × max-over-members CE(uniform, Φ_c(x_o)) + pattern_weight ×
-    the same for Ψ(h) (weights: floats or traced scalars, e.g. learned multipliers).
+    the same for Ψ(h) + identity_weight × the same for the identity adversaries on the release
+    concat(h ⊙ x, h), over the identities (weights: floats or traced scalars, e.g. learned multipliers).
+
+    The identity term prices what a release gives away of the person — face
+    pixels, a rim of skin, a lattice over the face — as what it is, not as area.
 
     Adversaries run with batch statistics and get no update. ``*_accuracy``
     is the best member's accuracy on this batch before the masker's update.
@@ -159,11 +170,11 @@ def weighted_privacy_step(method: Method, state: TrainState, batch: Batch, compl
         x = rest * images
         return jnp.concatenate([x, lax.stop_gradient(rest).astype(x.dtype)], axis=-1)
 
-    def ensemble_loss(modules, players, inputs):
+    def ensemble_loss(modules, players, inputs, targets=labels):
         per_member = [steps.apply_train(module, player, player.params, inputs)[0]
                       for module, player in zip(modules, players)]
         losses = jnp.stack([steps.uniform_cross_entropy(logits) for logits in per_member])   # (members, B)
-        best_accuracy = jnp.max(jnp.stack([steps.accuracy(logits, labels) for logits in per_member]))
+        best_accuracy = jnp.max(jnp.stack([steps.accuracy(logits, targets) for logits in per_member]))
         return jnp.max(losses, axis=0).mean(), best_accuracy
 
     def loss_fn(masker_params):
@@ -182,6 +193,13 @@ def weighted_privacy_step(method: Method, state: TrainState, batch: Batch, compl
                                                                                    method.adversary.jitter))
             aux["pattern_loss"] = pattern_loss
             loss = loss + pattern_weight * pattern_loss
+        if method.players.identity:
+            identity_loss, aux["identity_accuracy"] = ensemble_loss(
+                method.players.identity, state.identity,
+                steps.judge_view(method, state, steps.classifier_input(method, keep, images), 503,
+                                 method.adversary.jitter), batch["identity"])
+            aux["identity_loss"] = identity_loss
+            loss = loss + identity_weight * identity_loss
         return loss, (masker_stats, aux)
 
     (loss, (masker_stats, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.masker.params)
@@ -195,7 +213,8 @@ def reinitialise_adversaries(method: Method, state: TrainState, image_shape) -> 
     A fresh member is what a new attacker is: if the masker only hid from the
     members it has trained against, the fresh one finds the label again.
     """
-    if not (method.players.complement or method.players.pattern) or method.adversary.reinit_every is None:
+    if not (method.players.complement or method.players.pattern or method.players.identity) or \
+            method.adversary.reinit_every is None:
         return state
     every = method.adversary.reinit_every
     height, width, channels = image_shape
@@ -214,19 +233,24 @@ def reinitialise_adversaries(method: Method, state: TrainState, image_shape) -> 
     return state.replace(
         complement=refresh(method.players.complement, state.complement,
                            (height, width, channels + method.classifier_channels), 0),
-        pattern=refresh(method.players.pattern, state.pattern, (height, width, 1), 100))
+        pattern=refresh(method.players.pattern, state.pattern, (height, width, 1), 100),
+        identity=refresh(method.players.identity, state.identity,
+                         (height, width, channels + method.classifier_channels), 200))
 
 
-def eval_sums(method: Method, state: TrainState, images, labels, keep, rest) -> Metrics:
+def eval_sums(method: Method, state: TrainState, batch, keep, rest) -> Metrics:
     """The best member's number of right answers on one batch: ``correct_complement`` (on the hidden
-    part) and ``correct_pattern`` (on h), for the games that train them (else {}).
+    part), ``correct_pattern`` (on h) and ``correct_identity`` (the person, on the release), for the
+    games that train them (else {}).
 
     Next to the evaluation's fresh probes, they show whether the game's own
     judges were strong enough (``gap_*`` in model selection's records).
     """
-    def best(modules, players, inputs):
+    images, labels = batch["image"], batch["label"]
+
+    def best(modules, players, inputs, targets=labels):
         hits = [jnp.sum((jnp.argmax(steps.apply_train(module, player, player.params, inputs)[0], -1)
-                         == labels).astype(jnp.float32)) for module, player in zip(modules, players)]
+                         == targets).astype(jnp.float32)) for module, player in zip(modules, players)]
         return jnp.max(jnp.stack(hits))
 
     sums = {}
@@ -235,4 +259,7 @@ def eval_sums(method: Method, state: TrainState, images, labels, keep, rest) -> 
                                           steps.classifier_input(method, rest, images))
     if method.players.pattern:
         sums["correct_pattern"] = best(method.players.pattern, state.pattern, (keep > 0).astype(jnp.float32))
+    if method.players.identity:
+        sums["correct_identity"] = best(method.players.identity, state.identity,
+                                        steps.classifier_input(method, keep, images), batch["identity"])
     return sums

@@ -43,7 +43,7 @@ from jaxmask import steps
 from jaxmask.games import adversaries, paper, random_masks
 from jaxmask.state import Method, TrainState
 
-CONSTRAINTS = ("utility", "hidden", "pattern")
+CONSTRAINTS = ("utility", "hidden", "pattern")   # every minimal game's; "identity" where it has identity adversaries
 JUDGE_OBJECTIVES = ("uniform", "excess")
 
 
@@ -60,6 +60,7 @@ class MinimalSettings:
     channel_gradient: bool = True          # the privacy step's gradient also through Φ_c's mask channel
     judge_objective: str = "uniform"       # minimal_phi: "uniform" (CE(uniform, ·)) | "excess" (true-label evidence)
     min_mask_rate: float = 0.01            # Φ's random masks reveal a fraction log-uniform in [this, 1]
+    identity_margin: float = 0.05          # identity adversaries on the release ≤ 1 / identities + this
 
     @classmethod
     def from_config(cls, block) -> "MinimalSettings":
@@ -99,10 +100,18 @@ def minimal_utility_step(method: Method, state: TrainState, batch):
         masker_objective=area_objective)
 
 
+def constraints(method: Method) -> tuple[str, ...]:
+    """The game's constraints, one learned multiplier each: ``CONSTRAINTS``, and "identity" where the
+    method has identity adversaries (the release must not re-identify the person)."""
+    return CONSTRAINTS + (("identity",) if method.players.identity else ())
+
+
 def minimal_privacy_step(method: Method, state: TrainState, batch):
     """The masker hides from the adversaries, each term weighted by its learned multiplier."""
+    identity = multiplier(state, "identity") if "identity" in state.log_multipliers else 0.0
     return adversaries.weighted_privacy_step(method, state, batch, multiplier(state, "hidden"),
-                                             multiplier(state, "pattern"), method.minimal.channel_gradient)
+                                             multiplier(state, "pattern"), method.minimal.channel_gradient,
+                                             identity_weight=identity)
 
 
 def excess_label_probability(logits, labels):
@@ -141,6 +150,9 @@ def violations(method: Method, round_metrics) -> dict[str, jnp.ndarray]:
         out["hidden"] = hidden - (chance + settings.hidden_margin)
     if "pattern_accuracy" in round_metrics:
         out["pattern"] = round_metrics["pattern_accuracy"] - (chance + settings.pattern_margin)
+    if "identity_accuracy" in round_metrics:
+        identities = method.players.identity[0].num_classes
+        out["identity"] = round_metrics["identity_accuracy"] - (1.0 / identities + settings.identity_margin)
     return out
 
 

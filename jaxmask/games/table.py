@@ -57,7 +57,8 @@ class Game:
     obfuscator: Step
     adversaries: bool
     update_multipliers: Callable | None = None
-    multipliers: tuple[str, ...] = ()   # names of the learned constraint multipliers in the state
+    # method → names of the learned constraint multipliers in the state (one log λ each)
+    multipliers: Callable[[Method], tuple[str, ...]] = lambda method: ()
     reveal_mode: str | None = None
 
 
@@ -67,10 +68,10 @@ GAMES: dict[str, Game] = {
     "realx": Game(random_masks.random_mask_predictor_step, adversaries.privacy_step, adversaries=True),
     "shuffled": Game(random_masks.shuffled_mask_predictor_step, adversaries.privacy_step, adversaries=True),
     "minimal": Game(minimal.minimal_utility_step, minimal.minimal_privacy_step, adversaries=True,
-                    update_multipliers=minimal.update_multipliers, multipliers=minimal.CONSTRAINTS,
+                    update_multipliers=minimal.update_multipliers, multipliers=minimal.constraints,
                     reveal_mode="cap"),
     "minimal_phi": Game(minimal.minimal_utility_step, minimal.phi_judged_privacy_step, adversaries=False,
-                        update_multipliers=minimal.update_multipliers, multipliers=minimal.CONSTRAINTS,
+                        update_multipliers=minimal.update_multipliers, multipliers=minimal.constraints,
                         reveal_mode="cap"),
 }
 
@@ -142,7 +143,7 @@ def eval_step(method: Method, state: TrainState, batch: Batch) -> Metrics:
     sums = {
         "correct_revealed": hits(logits_revealed),
         "correct_hidden": hits(logits_hidden),
-        **adversaries.eval_sums(method, state, images, labels, keep, rest),
+        **adversaries.eval_sums(method, state, batch, keep, rest),
         "revealed": jnp.sum((keep > 0).astype(jnp.float32)),
         "count": jnp.asarray(labels.shape[0], jnp.float32),
     }
