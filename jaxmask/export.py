@@ -45,6 +45,10 @@ from jaxmask.bundle_format import (  # noqa: F401  (re-exported: the format's na
     read_manifest, sha256_file, verify_file)
 from jaxmask.models import Classifier, Masker
 
+# A workdir's bundle of the checkpoint model selection kept (jaxmask/selection.py): what `jaxmask run`
+# evaluates and `jaxmask export` writes without --step.
+SELECTED = "selected"
+
 # ---- Models and variables ---------------------------------------------------------------
 
 def _masker_module(model: dict) -> Masker:

@@ -54,7 +54,7 @@ from jaxmask.data.pipeline import load_split
 from jaxmask.evaluation import networks
 from jaxmask.evaluation.common import apply_in_batches
 
-SELECTED = "selected"           # the workdir's bundle of the best-scoring checkpoint
+SELECTED = export.SELECTED      # the workdir's bundle of the best-scoring checkpoint
 VIEWS = ("utility", "hidden", "mask")
 
 

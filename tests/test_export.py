@@ -215,3 +215,29 @@ print(bundle.step, bundle.metrics["step"], bundle.metrics["accuracy_revealed"], 
 def test_export_of_a_workdir_without_checkpoints_names_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no checkpoints"):
         checkpoint.restore_for_export(str(tmp_path))
+
+
+def _export_cli(*argv) -> str:
+    done = subprocess.run([sys.executable, "-m", "jaxmask.cli", "export", *argv], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_export_without_step_writes_the_masker_model_selection_kept(tmp_path):
+    """train → export → mask hands out the masker `jaxmask run` evaluates: WORKDIR/selected (round 3),
+    not the last checkpoint (round 5), and says so; --step exports a checkpoint."""
+    config = small_config()
+    workdir = tmp_path / "W"
+    with checkpoint.TrainCheckpoints(str(workdir), build.from_config(config)) as checkpoints:
+        checkpoints.save(5, random_state(config, seed=5).replace(step=np.int32(5)),
+                         iter(grain.MapDataset.range(10).to_iter_dataset()))
+    kept = random_state(config, seed=3)
+    export.export_masker(kept, config, workdir / export.SELECTED, step=3, metrics={"selection_score": 0.5})
+    assert "the masker model selection kept" in _export_cli("--workdir", str(workdir), "--out", str(tmp_path / "B"))
+    bundle = jaxmask.load_masker(tmp_path / "B")
+    assert bundle.step == 3 and bundle.metrics["selection_score"] == 0.5
+    for want, got in zip(jax.tree.leaves(kept.masker.variables), jax.tree.leaves(bundle.variables)):
+        np.testing.assert_array_equal(np.asarray(got), want)
+    assert "round 5's checkpoint" in _export_cli("--workdir", str(workdir), "--out", str(tmp_path / "C"), "--step", "5")
+    assert jaxmask.load_masker(tmp_path / "C").step == 5
