@@ -87,6 +87,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # With identity adversaries (adversary.identity_widths): the best one's re-identification from the
     # release ≤ chance (1 / data.num_identities) + this.
     config.minimal.identity_margin = 0.05
+    # The identity constraint outranks the label constraints: its log λ starts at identity_start and is
+    # bounded by identity_max_log_multiplier (the others start at 0 and stop at max_log_multiplier): at a
+    # loose cap, revealing more hides the label better, and a late identity multiplier let faces through.
+    config.minimal.identity_start = 2.0
+    config.minimal.identity_max_log_multiplier = 4.0
     config.adversary = ml_collections.ConfigDict()
     config.adversary.complement_widths = ((16, 32, 64, 64), (8, 16, 32, 32))   # one Φ_c per entry
     config.adversary.pattern_widths = ((16, 32, 64, 64), (8, 16, 32, 32))      # one Ψ per entry

@@ -46,7 +46,9 @@ def main(argv):
         built = parallel.wrap(build.from_config(config))
         steps_per_round = config.predictor_steps + config.obfuscator_steps
         batches = {"image": rng.random((steps_per_round, config.batch_size, *shape), dtype=np.float32),
-                   "label": rng.integers(0, config.num_classes, (steps_per_round, config.batch_size)).astype(np.int32)}
+                   "label": rng.integers(0, config.num_classes, (steps_per_round, config.batch_size)).astype(np.int32),
+                   "identity": rng.integers(0, config.data.num_identities,
+                                            (steps_per_round, config.batch_size)).astype(np.int32)}
         holder = [built.init_state(jax.random.key(0))]
 
         def call(built=built, batches=batches, holder=holder):

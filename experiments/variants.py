@@ -5,7 +5,8 @@
 off without it), ``+cap`` (reveal=cap), ``+nopattern`` (no mask-pattern
 adversary), ``+nonadv`` (obfuscator_steps=0), ``+obfN`` (N privacy steps per
 round), ``+advN`` (N adversary updates per round), ``+plateau`` (the
-plateau exit of those updates), ``+rN`` (N rounds).
+plateau exit of those updates), ``+noopening`` (no opening of the capped
+reveal), ``+noidentity`` (no identity adversaries), ``+rN`` (N rounds).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ def variant_config(base, variant: str, seed: int):
             config.adversary.steps = int(option[3:])
         elif option == "plateau":               # stop a round's adversary updates once they stop improving
             config.adversary.plateau = 0.0
+        elif option == "noopening":             # the capped reveal without its 3×3 opening
+            config.opening = None
+        elif option == "noidentity":            # no identity adversaries on the release
+            config.adversary.identity_widths = ()
         elif option.startswith("r"):            # r200: 200 rounds
             config.num_rounds = int(option[1:])
         else:

@@ -108,7 +108,7 @@ def create_train_state(method: Method, rng: jax.Array, image_shape: tuple[int, i
     # The paper game's keys stay as they were (masker, Φ); adversaries get their own.
     masker_rng, phi_rng = jax.random.split(rng)
     adversary_rng = jax.random.fold_in(rng, 1)
-    multipliers = GAMES[method.game.name].multipliers(method)   # one learned log λ per constraint, at λ = 1
+    multipliers = GAMES[method.game.name].multipliers(method)   # {constraint: its first log λ}
     players = method.players
 
     @jax.jit
@@ -126,7 +126,7 @@ def create_train_state(method: Method, rng: jax.Array, image_shape: tuple[int, i
                           for m, r in zip(players.pattern, pattern_rngs)),
             identity=tuple(steps.init_player(m, players.adversary_tx, r, part_shape)    # the release's view
                            for m, r in zip(players.identity, identity_rngs)),
-            log_multipliers={name: jnp.zeros((), jnp.float32) for name in multipliers},
+            log_multipliers={name: jnp.full((), start, jnp.float32) for name, start in multipliers.items()},
         )
 
     return init(masker_rng, phi_rng, adversary_rng)

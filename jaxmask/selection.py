@@ -198,13 +198,20 @@ class Selector:
         probes = validation_probes(self.images, self.labels, revealed, self.num_classes, self.settings,
                                    seed=step)
         if self.num_identities:
+            # The stronger of two readings: a fresh probe (small: 500 images) and the game's own identity
+            # adversary on the validation split (trained all along, so a face-revealing release cannot hide
+            # from it the way it can from a probe of 25 images per person).
             release = probe_views(self.images, revealed)["utility"]
-            probes["identity"] = probe_accuracy(release, self.identities, self.num_identities, self.settings,
-                                                "identity", seed=step, epochs=self.settings.identity_epochs)
+            fresh = probe_accuracy(release, self.identities, self.num_identities, self.settings,
+                                   "identity", seed=step, epochs=self.settings.identity_epochs)
+            probes["identity"] = max(fresh, eval_metrics.get("accuracy_identity", 0.0))
+            extra = {"probe_identity_fresh": fresh}
+        else:
+            extra = {}
         fraction = float(revealed.mean())
         ranked = self.ranking.update(probes, fraction)
         record = {"selection_score": ranked["selection_score"],
-                  **{f"probe_{view}": value for view, value in probes.items()},
+                  **{f"probe_{view}": value for view, value in probes.items()}, **extra,
                   "probe_revealed_fraction": fraction}
         if "selection_floor" in ranked:
             record["probe_utility_original"] = self.original_utility

@@ -1,6 +1,7 @@
 """Issue 23's parts: a reveal that cannot draw a code (the opening), identity adversaries on the
 release, and model selection that sees faces."""
 
+import dataclasses
 import functools
 
 import jax
@@ -130,6 +131,14 @@ def test_identity_adversaries_learn_the_person_from_the_release_and_the_masker_h
     assert float(metrics["identity_loss"]) >= np.log(20) - 1e-4          # CE(uniform over identities) ≥ log 20
     violations = minimal.violations(method, {"predictor_accuracy": 1.0, "identity_accuracy": jnp.float32(0.2)})
     np.testing.assert_allclose(float(violations["identity"]), 0.2 - (1 / 20 + method.minimal.identity_margin))
+    # The identity constraint outranks the label ones: it climbs past their bound, to its own.
+    far, out = minimal.update_multipliers(
+        dataclasses.replace(method, minimal=dataclasses.replace(method.minimal, dual_learning_rate=1e3)), state,
+        {"predictor_accuracy": jnp.float32(1.0), "complement_accuracy": jnp.float32(1.0),
+         "identity_accuracy": jnp.float32(1.0)})
+    assert float(far.log_multipliers["hidden"]) == method.minimal.max_log_multiplier
+    assert float(far.log_multipliers["identity"]) == method.minimal.identity_max_log_multiplier > \
+        method.minimal.max_log_multiplier
     sums = jax.jit(functools.partial(table.eval_step, method))(hidden, b)
     assert 0 <= float(sums["correct_identity"]) <= 8
     # A game without them keeps no identity multiplier, and no identity player.

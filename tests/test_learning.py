@@ -1,24 +1,27 @@
-"""The default game (minimal, K = 0.5 as a cap) reveals the hair region, and little else.
+"""The default (minimal game, K = 0.5 a cap, the 3×3 opening, an identity adversary) reveals the hair
+region, and little of the face.
 
 Slow: trains the default config (configs/synth_hair.py, seed 0, 100 rounds,
 model selection on) and checks the selected masker on 1000 test images. What
-the default reaches on every seed of the study (docs/results.md, "The minimal
-reveal", hair K = 0.5, seeds 0–2, this config, 2000 test images; the CI row is
-this test's own run on the CI machine, another CPU, 1000 test images):
+the default reached on every run made with it (docs/results.md, "Safe on
+every run", hair K = 0.5, seeds 0–2, 2000 test images, the AMD EPYC machine
+on which the previous default's seed 0 revealed eyes and a lattice):
 
     seed   selected round   revealed / task area   recall, worst class   reveal in the identity region
-    s0     60               1.25                   0.94                  0.089
-    s1     60               1.41                   0.94                  0.114
-    s2     100              1.80                   0.94                  0.258
-    s0 CI  –                ≤ 1.45                 0.88                  –
+    s0     80               1.30                   0.95                  0.102
+    s1     60               1.36                   0.95                  0.072
+    s2     100              1.44                   0.93                  0.098
+    (the previous default, s0 on this CPU: round 60, 1.68, 0.96, 0.228; s2 on the Intel Xeon: 1.80, 0.94, 0.258)
 
 The thresholds are the worst of these with a margin for another CPU's float
-order (a different masker from the same seed). They are looser than the
-issue's goals (1.25×, 0.90), which not every seed and machine reaches.
-The probes (label from the mask alone, from the hidden part) are not
-asserted: no seed reaches the issue's goal there (docs/results.md gives the
-gap). The fast sibling is tests/test_minimal.py (the game's mechanics on a
-16 px smoke config).
+order (a different masker from the same seed); the identity share's bound is
+one the previous default failed on both machines. They are looser than the
+issue's goals (1.25×, 0.90, 0.05), which not every seed reaches. The probes
+(label from the mask alone, from the hidden part) and re-identification are
+not asserted here (each needs networks trained for minutes: docs/results.md
+gives them per seed). The fast siblings are tests/test_minimal.py and
+tests/test_codes_and_identity.py (the game's mechanics, the opening and the
+identity adversaries on a 16 px smoke config).
 """
 
 import numpy as np
@@ -30,13 +33,13 @@ from jaxmask.data import pipeline
 from jaxmask.evaluation import common, probes
 
 # The worst seed on each (the table above) and the margin the test allows on another CPU.
-MAX_AREA_RATIO = 2.0            # revealed fraction / task-region fraction (worst 1.80)
-MIN_WORST_CLASS_RECALL = 0.85   # worst 0.88
-MAX_IDENTITY_SHARE = 0.30       # worst 0.258
+MAX_AREA_RATIO = 1.7            # revealed fraction / task-region fraction (worst 1.44)
+MIN_WORST_CLASS_RECALL = 0.88   # worst 0.93
+MAX_IDENTITY_SHARE = 0.18       # worst 0.102; the previous default: 0.228 and 0.258
 
 
 @pytest.mark.slow
-def test_default_game_reveals_the_task_region_alone_under_a_loose_cap(tmp_path):
+def test_default_reveals_the_task_region_and_little_of_the_face_under_a_loose_cap(tmp_path):
     config = load_config("synth_hair")
     config.num_devices = 1
     result = train.train_and_evaluate(config, str(tmp_path))

@@ -29,7 +29,9 @@ def setup():
 def test_the_game_needs_a_cap_and_carries_its_multipliers(setup):
     method, state = setup
     assert set(state.log_multipliers) == set(minimal.constraints(method)) >= set(minimal.CONSTRAINTS)
-    assert all(float(v) == 0.0 for v in state.log_multipliers.values())      # λ = 1 at the start
+    # λ = 1 at the start; the identity constraint's (where there are identity adversaries) starts higher.
+    assert {name: float(v) for name, v in state.log_multipliers.items()} == {
+        **{name: 0.0 for name in minimal.CONSTRAINTS}, "identity": method.minimal.identity_start}
     with pytest.raises(ValueError, match="needs config.reveal='cap'.*--config.reveal=cap"):
         build_method(minimal_config(reveal="exact"))
     # Games without learned multipliers keep none in their state.

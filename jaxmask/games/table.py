@@ -57,8 +57,8 @@ class Game:
     obfuscator: Step
     adversaries: bool
     update_multipliers: Callable | None = None
-    # method → names of the learned constraint multipliers in the state (one log λ each)
-    multipliers: Callable[[Method], tuple[str, ...]] = lambda method: ()
+    # method → {name: first log λ} of the learned constraint multipliers in the state (one log λ each)
+    multipliers: Callable[[Method], dict[str, float]] = lambda method: {}
     reveal_mode: str | None = None
 
 
