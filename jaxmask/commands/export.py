@@ -17,6 +17,7 @@ import sys
 from absl import flags
 
 STOPPED = "no bundle was written (an existing one is kept); run the same command again"
+PATH_FLAGS = ("workdir", "out")
 
 
 def define_flags() -> None:
@@ -37,9 +38,10 @@ def define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import checkpoint
+    from jaxmask import checkpoint, files
     FLAGS = flags.FLAGS
     try:
+        files.check_tree(FLAGS.workdir, "--workdir")      # every file it reads is a regular file
         state, config, step = checkpoint.restore_for_export(
             FLAGS.workdir, FLAGS.step, accept_unverified=FLAGS.accept_unverified_checkpoint)
         metrics = checkpoint.last_validation_metrics(FLAGS.workdir, step)

@@ -84,6 +84,7 @@ def default_workdir() -> str:
 
 
 STOPPED = "what finished is kept (checkpoints, bundles); run the same command again to resume"
+PATH_FLAGS = ("workdir",)
 
 
 def _bundle_step(bundle: str) -> int | None:
@@ -157,7 +158,7 @@ def variant(config, adversarial: bool, **overrides):
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import validation, workdir as workdir_lib
+    from jaxmask import files, validation, workdir as workdir_lib
     from jaxmask.commands import evaluate as evaluate_command
     start = time.time()
     config = FLAGS.config
@@ -172,6 +173,7 @@ def main(argv) -> None:
         for _, run_config, _ in runs:
             validation.check_training_config(run_config)
         validation.check_folder_argument(workdir, "--workdir")
+        files.check_tree(workdir, "--workdir")      # resumes and reused bundles read its files
         if FLAGS.k_sweep:
             eval_config.k_sweep = validation.parse_k_sweep(FLAGS.k_sweep)
         validation.check_eval_config(eval_config, config, [name for name, _, _ in runs])
@@ -180,6 +182,7 @@ def main(argv) -> None:
         os.makedirs(workdir, exist_ok=True)
         lock = workdir_lib.lock_folder(workdir, "jaxmask run", "--workdir")    # one run per workdir
         lock.__enter__()
+        lock.remove_journaled()       # what a killed run left (its journal), nothing else
     except (OSError, ValueError) as error:
         raise SystemExit(f"jaxmask run: error: {error}") from None
     bundles = {}

@@ -17,6 +17,7 @@ from jaxmask.commands._config import define_config_flag
 # A second Ctrl-C aborts without a checkpoint (the first one stops after the round, with one).
 STOPPED = ("the last completed checkpoint is kept (a save cut short is discarded by the next run); run the "
            "same command again to resume from it")
+PATH_FLAGS = ("workdir",)
 
 
 def define_flags() -> None:
@@ -43,12 +44,13 @@ def define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import distributed, train, validation
+    from jaxmask import distributed, files, train, validation
     config, FLAGS = flags.FLAGS.config, flags.FLAGS
     try:
         # User mistakes first, before anything starts: one line each.
         validation.check_training_config(config)
         validation.check_folder_argument(FLAGS.workdir, "--workdir")
+        files.check_tree(FLAGS.workdir, "--workdir")      # a resume reads its files: no FIFO hangs it
         validation.check_model_builds(config)
         # Before anything touches a device: the backends see the global topology once.
         how = distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
