@@ -218,7 +218,9 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
       eval_config: ``get_config()`` or an override of it.
       progress: called with progress lines (None: silent).
     """
+    from jaxmask import report
     from jaxmask.evaluation import common, rows as rows_lib
+    report.check_model_names(list(models), "models")     # each a row of its own, before any work
     eval_config = get_config() if eval_config is None else eval_config
     say = progress or (lambda line: None)
     start = time.time()
