@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmask import checkpoint, parallel, platform
+from jaxmask import arguments, checkpoint, parallel, platform
 from jaxmask.data import cache as cache_lib
 from jaxmask.data import pipeline
 from jaxmask.metrics import MetricsWriter, PhaseTimer
@@ -104,7 +104,8 @@ def train_and_evaluate(config, workdir: str, *, accept_unverified_checkpoint: bo
     (else refused: jaxmask/checkpoint.py).
     """
     # ---- Setup: devices, steps, data.
-    workdir = os.path.abspath(workdir)
+    workdir = os.path.abspath(arguments.path(workdir, "workdir"))
+    accept_unverified_checkpoint = arguments.boolean(accept_unverified_checkpoint, "accept_unverified_checkpoint")
     os.makedirs(workdir, exist_ok=True)
     # Before anything compiles: a workdir whose checkpoint has other shapes or meaning is refused.
     checkpoints = checkpoint.TrainCheckpoints(workdir, config, accept_unverified=accept_unverified_checkpoint)
