@@ -161,7 +161,7 @@ def cross_check(manifest: dict, where: str) -> None:
     """The fields that decide what is released, checked against each other before anything is masked."""
     try:
         size = _positive_int(manifest["image_size"], "image_size", where, MAX_IMAGE_SIZE)
-        if manifest["channels"] not in CHANNELS or isinstance(manifest["channels"], bool):
+        if _positive_int(manifest["channels"], "channels", where) not in CHANNELS:
             raise BundleError(f"{where}: channels={manifest['channels']!r} must be one of {CHANNELS} (grey or "
                               "RGB): the bundle is damaged or edited; re-export it")
         fraction = manifest["topk_fraction"]
