@@ -12,8 +12,9 @@ black fill, memory): jaxmask/release.py.
   folders are listed. A folder reached twice (through links) is read once.
 * Outputs: ``<name>.png`` with the alpha fill (so ``a.jpg`` and ``a.png``
   would both become ``a.png``: the first in sorted order is written, the
-  other listed), the input's own name and format with ``fill="black"``;
-  ``save_masks`` adds ``<output>.mask.png`` (8-bit, 255 = revealed; soft mode
+  other listed), the input's own name and format with ``fill="black"``
+  (a lossy format, JPEG and the like, becomes ``<name>.png``: hidden pixels
+  are 0 in the file); ``save_masks`` adds ``<output>.mask.png`` (8-bit, 255 = revealed; soft mode
   m ⊙ h × 255).
 * Nothing the user did not name as output is written: an output folder that
   contains the input folder is refused (outputs would land among the
@@ -21,6 +22,13 @@ black fill, memory): jaxmask/release.py.
   refused, existing outputs are kept unless ``overwrite``, and each file is
   written to a temporary name and renamed (no partial output, and an
   existing link at the output path is replaced, never written through).
+  Each temporary name is journaled in the output's lock file before the file
+  exists; a run killed mid-write leaves it to the next run, which removes
+  exactly the journaled files: a user's file that merely looks like one
+  (``.x.png.1a2b.jaxmask-tmp``) is never touched.
+* Arguments: checked like the command line's flags (jaxmask/arguments.py):
+  paths not empty, bools that are bools, ``batch_size`` and ``max_pixels``
+  bounded by this machine's memory before anything is allocated.
 * Memory: the queue holds model-resolution inputs; an image's full pixels are
   kept only while the queued pixels stay under ``queue_bytes`` (else the
   image is decoded again when its batch is written).
@@ -332,7 +340,7 @@ def _mask_files(bundle, report: MaskReport, files: list[str], in_root: str, out_
         taken = [claimed[t] for t in targets if t in claimed]
         if taken:
             report.failed.append((rel, f"its output {out_rel} is also the output of {taken[0]}: rename one "
-                                       "(or --fill=black keeps the input's name)"))
+                                       "(or --fill=black keeps the name of an input in a lossless format)"))
             counter.update(failed=1)
             continue
         claimed.update((t, rel) for t in targets)
