@@ -176,8 +176,8 @@ def _temporary_folder(parent: str, name: str, lock) -> str:
         try:
             os.mkdir(tmp, 0o755)
             return tmp
-        except FileExistsError:       # someone else's: never touched
-            lock.settle(tmp)
+        except FileExistsError:       # someone else's: never touched (and out of the journal at once)
+            lock.settle(tmp, now=True)
 
 
 def _export_locked(state, config, out_dir: str, *, step: int, metrics: dict | None, with_classifier: bool,

@@ -393,7 +393,7 @@ def _create_temporary(directory: str, name: str, lock=None) -> str:
             return tmp
         except FileExistsError:    # someone else's file of that name: never touched, another name tried
             if lock is not None:
-                lock.settle(tmp)
+                lock.settle(tmp, now=True)
 
 
 def write_atomically(path: str, save: Callable[[str], None], lock=None) -> None:

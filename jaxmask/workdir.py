@@ -181,17 +181,18 @@ def journal(lock_path: str, target: str) -> None:
     _JOURNAL_END[lock_path] += len(line)
 
 
-def settle(lock_path: str, target: str) -> None:
+def settle(lock_path: str, target: str, now: bool = False) -> None:
     """``target`` was renamed into place or removed: it no longer needs the journal. The journal is
     rewritten with only the pending entries once it grows past ``JOURNAL_BYTES`` (a release of a
-    million images keeps a lock file of a few lines)."""
+    million images keeps a lock file of a few lines), or at once with ``now`` (a journaled name that
+    turned out to be someone else's file: it must never be in a journal the next writer reads)."""
     lock_path = os.path.abspath(lock_path)
     fd = _HELD_LOCKS.get(lock_path)
     pending = _PENDING.get(lock_path)
     if fd is None or pending is None:
         return
     pending.pop(os.path.relpath(os.path.abspath(target), os.path.dirname(lock_path)), None)
-    if _JOURNAL_END[lock_path] > JOURNAL_BYTES:
+    if now or _JOURNAL_END[lock_path] > JOURNAL_BYTES:
         first = os.pread(fd, 4096, 0).split(b"\n", 1)[0] + b"\n"
         text = first + b"".join((json.dumps({"tmp": rel}) + "\n").encode() for rel in pending)
         # Written over the old journal, then cut: a kill in between leaves old entries of renamed
@@ -271,8 +272,8 @@ class OutputLock:
     def journal(self, target: str) -> None:
         journal(self.path, target)
 
-    def settle(self, target: str) -> None:
-        settle(self.path, target)
+    def settle(self, target: str, now: bool = False) -> None:
+        settle(self.path, target, now)
 
     def remove_journaled(self) -> list[str]:
         """What a killed holder left (its journal), removed; the relative paths."""
@@ -288,8 +289,8 @@ class Journal:
     def journal(self, target: str) -> None:
         journal(self.path, target)
 
-    def settle(self, target: str) -> None:
-        settle(self.path, target)
+    def settle(self, target: str, now: bool = False) -> None:
+        settle(self.path, target, now)
 
 
 def journal_of(path: str) -> Journal | None:

@@ -369,7 +369,7 @@ def test_a_stop_during_trainings_first_compile_is_one_line_and_leaves_no_lock(tm
 
 # ---- Class 7: only what jaxmask wrote is ever deleted -------------------------------------------
 
-def test_only_what_jaxmask_wrote_is_ever_deleted(bundle, tmp_path):
+def test_only_what_jaxmask_wrote_is_ever_deleted(bundle, tmp_path, monkeypatch):
     _images(tmp_path / "in")
     out = tmp_path / "out"
     out.mkdir()
@@ -390,6 +390,18 @@ def test_only_what_jaxmask_wrote_is_ever_deleted(bundle, tmp_path):
     with pytest.raises(ValueError, match="not a jaxmask lock file"):
         masking.mask_folder(bundle, str(tmp_path / "in"), str(out), progress=False, overwrite=True)
     assert (out / ".jaxmask.lock").read_text() == "my notes"
+    # A temporary name that is already a user's file is never used, and leaves the journal at once.
+    from jaxmask import workdir
+    tokens = iter(["0123456789ab", "ba9876543210"])
+    monkeypatch.setattr(release.secrets, "token_hex", lambda n: next(tokens))
+    (tmp_path / "o2").mkdir()
+    (tmp_path / "o2" / ".y.png.0123456789ab.jaxmask-tmp").write_text("the user's")
+    with workdir.lock_folder(str(tmp_path / "o2"), "jaxmask mask", "--output") as lock:
+        made = release._create_temporary(str(tmp_path / "o2"), "y.png", lock)
+        journal = (tmp_path / "o2" / ".jaxmask.lock").read_text()
+    assert os.path.basename(made) in journal and "0123456789ab" not in journal
+    assert (tmp_path / "o2" / ".y.png.0123456789ab.jaxmask-tmp").read_text() == "the user's"
+    monkeypatch.undo()
     # export: a user's folder named like its temporary folders is kept; a journaled one is removed.
     config = small_config()
     (tmp_path / ".B.tmp-notes").mkdir()
