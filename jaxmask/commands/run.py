@@ -120,8 +120,12 @@ def train_and_export(config, workdir: str, overwrite: bool = False) -> str:
     from jaxmask import checkpoint, train
     result = train.train_and_evaluate(config, workdir)
     if result.get("stopped_by"):
-        raise SystemExit(f"jaxmask run: training in {workdir} stopped ({result['stopped_by']}); "
-                         "run the same command again to resume")
+        # The training saved a checkpoint and stopped: one line, and 128 + the signal, as every stop.
+        import signal
+        reason = result["stopped_by"]
+        print(f"jaxmask run: stopped by {reason} while training in {workdir} (a checkpoint was saved): "
+              f"{STOPPED}", file=sys.stderr)
+        raise SystemExit(128 + getattr(signal, reason, signal.SIGTERM))
     step = int(result["state"].step)
     bundle = os.path.join(workdir, "masker")
     if _bundle_step(bundle) == step and not overwrite:
