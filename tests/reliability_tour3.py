@@ -1054,7 +1054,9 @@ for _sig in (signal.SIGTERM, signal.SIGINT):
 
 
 def _run_phase(ctx, signum, ready, delay=0.0):
-    argv = ["run", "--config", SMOKE, "--workdir", ctx.path("W"), *FAST, "--eval.network.epochs=1"]
+    # 128 training images: the evaluation's networks train on batches of 64.
+    argv = ["run", "--config", SMOKE, "--workdir", ctx.path("W"), *FAST, "--config.data.num_train=128",
+            "--eval.network.epochs=1"]
     result = signalled(ctx, argv, signum, ready, delay, timeout=400)
     return stop_verdict("run", signum, result, left_behind(ctx.path("W")))
 
