@@ -983,8 +983,8 @@ for _sig in (signal.SIGTERM, signal.SIGINT):
     _n = _sig.name
     case("6", "signal", f"export, imports: {_n} 1 s after the start", f"export; {_n}")(
         lambda ctx, s=_sig: _export_phase(ctx, s, _started(1.0)))
-    case("6", "signal", f"export, checkpoint restore: {_n} 2.5 s after the start", f"export; {_n}")(
-        lambda ctx, s=_sig: _export_phase(ctx, s, _started(2.5)))
+    case("6", "signal", f"export, checkpoint restore: {_n} 2 s after the start", f"export; {_n}")(
+        lambda ctx, s=_sig: _export_phase(ctx, s, _started(2.0)))
     case("6", "signal", f"export, bundle write: {_n} as its lock appears", f"export; {_n}")(
         lambda ctx, s=_sig: _export_phase(ctx, s, _beside_appears(ctx, lambda e: e.endswith(".jaxmask.lock"))))
 
