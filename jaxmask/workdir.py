@@ -36,6 +36,8 @@ from typing import Any
 import jax
 from absl import logging
 
+from jaxmask import signals
+
 LOCK_FILE = ".jaxmask-train.lock"
 OUTPUT_LOCK_FILE = ".jaxmask.lock"
 
@@ -118,6 +120,12 @@ def acquire_lock(path: str, what: str, command: str, fix: str) -> dict[str, Any]
     path = os.path.abspath(path)
     if jax.process_index() != 0 or path in _HELD_LOCKS:
         return None
+    # From creating the file to holding it in _HELD_LOCKS, no stop: else the file would be left behind.
+    with signals.deferred():
+        return _acquire(path, what, command, fix)
+
+
+def _acquire(path: str, what: str, command: str, fix: str) -> dict[str, Any] | None:
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
         try:
@@ -234,15 +242,16 @@ def remove_journaled(lock_path: str, stale: dict[str, Any] | None) -> list[str]:
 def release_lock(path: str) -> None:
     """Removes and releases a lock taken by ``acquire_lock`` (nothing if this process does not hold it)."""
     path = os.path.abspath(path)
-    fd = _HELD_LOCKS.pop(path, None)
-    _JOURNAL_END.pop(path, None)
-    _PENDING.pop(path, None)
-    if fd is not None:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        os.close(fd)       # closing releases the flock
+    with signals.deferred():
+        fd = _HELD_LOCKS.pop(path, None)
+        _JOURNAL_END.pop(path, None)
+        _PENDING.pop(path, None)
+        if fd is not None:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            os.close(fd)       # closing releases the flock
 
 
 def release_all_locks() -> None:
