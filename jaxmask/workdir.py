@@ -121,8 +121,17 @@ def acquire_lock(path: str, what: str, command: str, fix: str) -> dict[str, Any]
     if jax.process_index() != 0 or path in _HELD_LOCKS:
         return None
     # From creating the file to holding it in _HELD_LOCKS, no stop: else the file would be left behind.
-    with signals.deferred():
-        return _acquire(path, what, command, fix)
+    # A stop that arrived meanwhile is delivered as the step ends: the lock just taken is given back.
+    taken = False
+    try:
+        with signals.deferred():
+            stale = _acquire(path, what, command, fix)
+            taken = True
+    except BaseException:
+        if taken:
+            release_lock(path)
+        raise
+    return stale
 
 
 def _acquire(path: str, what: str, command: str, fix: str) -> dict[str, Any] | None:

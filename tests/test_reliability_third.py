@@ -320,6 +320,29 @@ def test_a_stop_between_creating_a_temporary_file_and_renaming_it_leaves_nothing
     assert fired and os.listdir(tmp_path) == []
 
 
+def test_a_stop_while_a_lock_is_taken_leaves_no_lock_file(tmp_path, monkeypatch):
+    # SIGTERM lands right after the lock file is created and locked, before it is registered as held:
+    # the stop must end the command without leaving the file.
+    import fcntl
+    from jaxmask import cli, workdir
+    real_flock, fired = fcntl.flock, []
+
+    def flock(fd, operation):
+        real_flock(fd, operation)
+        if not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+    monkeypatch.setattr(fcntl, "flock", flock)
+    previous = signal.signal(signal.SIGTERM, cli._raise_stopped)
+    try:
+        with pytest.raises(cli.Stopped):
+            with workdir.lock_folder(str(tmp_path), "jaxmask mask", "--output"):
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert fired and os.listdir(tmp_path) == []
+
+
 def test_a_stop_inside_a_garbage_collection_callback_is_not_lost(monkeypatch):
     # Python ignores an exception raised in a gc callback (XLA has one): a SIGTERM landing there used
     # to be swallowed, the command going on to exit 0 as if it had never been asked to stop.
