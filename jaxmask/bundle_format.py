@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from typing import Any
 
 import jax.numpy as jnp
@@ -83,6 +84,27 @@ def check_arrays(flat: dict[str, np.ndarray], expected: dict, where: str) -> Non
         if tuple(array.shape) != tuple(spec.shape) or array.dtype != spec.dtype:
             raise BundleError(f"{where}: {name} is {array.dtype}{list(array.shape)}, the model needs "
                               f"{spec.dtype}{list(spec.shape)}")
+
+
+def check_headers(path: str, expected: dict) -> None:
+    """Every array's header (name, shape, dtype) against ``expected`` before any data is read: a header
+    claiming 10**12 elements would otherwise have numpy allocate them first."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        found = {name[:-4] for name in names if name.endswith(".npy")}
+        if len(found) != len(names) or found != set(expected):
+            check_arrays(dict.fromkeys(found), expected, path)      # names what is missing or unexpected
+            raise BundleError(f"{path} holds entries that are not arrays: {sorted(set(names))[:4]}")
+        for name in names:
+            with archive.open(name) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+            spec = expected[name[:-4]]
+            if tuple(shape) != tuple(spec.shape) or dtype != spec.dtype:
+                raise BundleError(f"{path}: {name[:-4]} is {dtype}{list(shape)}, the model needs "
+                                  f"{spec.dtype}{list(spec.shape)}")
 
 
 def verify_file(bundle: str, name: str, entry: dict) -> str:

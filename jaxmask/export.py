@@ -31,7 +31,6 @@ import json
 import os
 import secrets
 import shutil
-import zipfile
 from typing import Any
 
 import jax
@@ -42,8 +41,8 @@ from flax import traverse_util
 from jaxmask import __version__, arguments, signals, topk
 from jaxmask.bundle_format import (  # noqa: F401  (re-exported: the format's names)
     _DTYPES, CLASSIFIER_FILE, FORMAT, FORMAT_VERSION, MANIFEST, MANIFEST_CHECKSUM, MASKER_FILE,
-    SUPPORTED_FORMAT_VERSIONS, VALUE_MODES, BundleError, check_arrays, check_finite, manifest_checksum,
-    read_manifest, sha256_file, verify_file)
+    SUPPORTED_FORMAT_VERSIONS, VALUE_MODES, BundleError, check_arrays, check_finite, check_headers,
+    manifest_checksum, read_manifest, sha256_file, verify_file)
 from jaxmask.models import Classifier, Masker
 
 # ---- Models and variables ---------------------------------------------------------------
@@ -249,30 +248,9 @@ def _export_locked(state, config, out_dir: str, *, step: int, metrics: dict | No
 
 # ---- Load -------------------------------------------------------------------------------
 
-def _check_headers(path: str, expected: dict) -> None:
-    """Every array's header (name, shape, dtype) against ``expected`` before any data is read: a header
-    claiming 10**12 elements would otherwise have numpy allocate them first."""
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        found = {name[:-4] for name in names if name.endswith(".npy")}
-        if len(found) != len(names) or found != set(expected):
-            check_arrays(dict.fromkeys(found), expected, path)      # names what is missing or unexpected
-            raise BundleError(f"{path} holds entries that are not arrays: {sorted(set(names))[:4]}")
-        for name in names:
-            with archive.open(name) as f:
-                version = np.lib.format.read_magic(f)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = read_header(f)
-            spec = expected[name[:-4]]
-            if tuple(shape) != tuple(spec.shape) or dtype != spec.dtype:
-                raise BundleError(f"{path}: {name[:-4]} is {dtype}{list(shape)}, the model needs "
-                                  f"{spec.dtype}{list(spec.shape)}")
-
-
 def _read_arrays(path: str, expected: dict) -> dict[str, Any]:
     try:
-        _check_headers(path, expected)
+        check_headers(path, expected)
         with np.load(path, allow_pickle=False) as npz:
             flat = {name: npz[name] for name in npz.files}
     except BundleError:

@@ -10,12 +10,21 @@ a file swapped for a FIFO in between cannot hang it either.
 
 ``check_tree`` applies the rule to a whole folder that jaxmask reads (a
 workdir, a bundle, a raw dataset's top level) before any of it is read.
+
+Writing: ``write_atomically`` writes every output jaxmask makes (releases,
+masks, report files) to a temporary name and renames it into place.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import stat
+from typing import Callable
+
+from jaxmask import signals
+
+TEMP_SUFFIX = ".jaxmask-tmp"      # an output being written (recognised by the lock's journal, not the name)
 
 KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"))
@@ -106,3 +115,55 @@ def check_tree(root: str, flag: str, depth: int | None = None) -> None:
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise NotARegularFile(f"{path} (in {flag} {root}) is {kind(mode)}, not a regular file: jaxmask "
                                       "reads the files there; move it out of the folder")
+
+
+# ---- Writing --------------------------------------------------------------------------
+
+def _create_temporary(directory: str, name: str, lock=None) -> str:
+    """A new empty file ``.<name>.<random>.jaxmask-tmp`` in ``directory``, journaled in ``lock`` first."""
+    # A short prefix: the name itself may already be near the 255-byte limit of a file name.
+    prefix = os.fsencode(name)[:64].decode(errors="ignore")
+    while True:
+        tmp = os.path.join(directory, f".{prefix}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+        if lock is not None:
+            lock.journal(tmp)      # before it exists: a kill after the creation still finds it listed
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return tmp
+        except FileExistsError:    # someone else's file of that name: never touched, another name tried
+            if lock is not None:
+                lock.settle(tmp, now=True)
+
+
+def write_atomically(path: str, save: Callable[[str], None], lock=None) -> None:
+    """``save(tmp)`` to a temporary name beside ``path``, then rename: no partial output, ever.
+
+    The rename replaces a directory entry: an existing file (or link) at
+    ``path`` is replaced, never written through. The temporary file is removed
+    however the write ends, a Ctrl-C or SIGTERM included (its creation and the
+    rename are never split by one: jaxmask/signals.py); with ``lock`` (the
+    output's workdir.OutputLock) it is journaled before it is created, so a
+    kill -9 leaves it to the next writer, which removes exactly it.
+    """
+    directory, name = os.path.split(path)
+    tmp = None
+    try:
+        with signals.deferred():
+            tmp = _create_temporary(directory, name, lock)
+        save(tmp)
+        os.chmod(tmp, 0o644)
+        with signals.deferred():
+            os.replace(tmp, path)
+            done, tmp = tmp, None
+            if lock is not None:
+                lock.settle(done)
+    except BaseException:
+        if tmp is not None:
+            with signals.deferred():
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
+                if lock is not None:
+                    lock.settle(tmp)
+        raise

@@ -112,7 +112,7 @@ def scan(input_dir: str, skip_dir: str | None = None, *, follow_symlinks: bool =
     ``skip_dir`` (the output folder, when it lies inside the input) is not read.
     """
     root = os.path.realpath(input_dir)
-    files: list[str] = []
+    regular: list[str] = []
     skipped: list[tuple[str, str]] = []
     seen = {root}
     stack = [""]
@@ -156,13 +156,13 @@ def scan(input_dir: str, skip_dir: str | None = None, *, follow_symlinks: bool =
                     seen.add(real)
                     subdirs.append(rel)
                 elif stat.S_ISREG(mode):
-                    files.append(rel)
+                    regular.append(rel)
                 else:
                     skipped.append((rel, f"{_kind(mode)}, not an image file"))
             except OSError as error:
                 skipped.append((rel, f"cannot inspect: {error.strerror}"))
         stack.extend(reversed(subdirs))
-    return sorted(files), skipped
+    return sorted(regular), skipped
 
 
 def iter_files(input_dir: str, skip_dir: str | None = None) -> Iterator[str]:
@@ -288,12 +288,12 @@ def mask_folder(bundle, input_dir: str, output_dir: str, *, values: str | None =
     return report
 
 
-def _mask_files(bundle, report: MaskReport, files: list[str], in_root: str, out_root: str, output_dir: str, *,
+def _mask_files(bundle, report: MaskReport, found: list[str], in_root: str, out_root: str, output_dir: str, *,
                 values: str, fraction: float, batch_size: int, save_masks: bool, overwrite: bool,
                 max_pixels: int, progress: bool, fill: str, queue_bytes: int, lock=None) -> None:
     """The masking itself (``mask_folder`` holds the output's lock): every file written, kept or listed."""
     size, channels = bundle.image_size, bundle.channels
-    counter = Progress(len(files), progress)
+    counter = Progress(len(found), progress)
     pending: list[list] = []     # [rel, pixels or None, mode, format, out path, model input]
     queued = 0
 
@@ -318,7 +318,7 @@ def _mask_files(bundle, report: MaskReport, files: list[str], in_root: str, out_
                 if save_masks:
                     applied = keep if soft is None else soft * keep
                     mask_png = Image.fromarray(np.rint(applied * 255).astype(np.uint8))
-                    release.write_atomically(out_path + MASK_SUFFIX, lambda tmp: mask_png.save(tmp, format="PNG"),
+                    files.write_atomically(out_path + MASK_SUFFIX, lambda tmp: mask_png.save(tmp, format="PNG"),
                                              lock)
                 report.written.append(rel)
                 counter.update()
@@ -333,7 +333,7 @@ def _mask_files(bundle, report: MaskReport, files: list[str], in_root: str, out_
         queued = 0
 
     claimed: dict[str, str] = {}       # output path → the input that writes it
-    for rel in files:
+    for rel in found:
         out_rel = release.output_name(rel, fill)
         out_path = os.path.join(out_root, out_rel)
         targets = [out_path] + ([out_path + MASK_SUFFIX] if save_masks else [])

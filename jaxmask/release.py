@@ -43,17 +43,15 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import warnings
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from jaxmask import signals
+from jaxmask import files
 
 FILLS = ("alpha", "black")
-TEMP_SUFFIX = ".jaxmask-tmp"      # a release being written (write_atomically; recognised by the journal, not the name)
+TEMP_SUFFIX = files.TEMP_SUFFIX      # a release being written (files.write_atomically)
 # Modes converted before masking: multiplying palette indices or ink
 # amounts by a mask is meaningless, so they become RGB(A) / grey first.
 _CONVERT = {"1": "L", "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "CMYK": "RGB", "YCbCr": "RGB",
@@ -380,56 +378,6 @@ def released_pixels(pixels: np.ndarray, mode: str, keep: np.ndarray, fill: str,
     return out if fill == "alpha" else out.reshape(pixels.shape)
 
 
-def _create_temporary(directory: str, name: str, lock=None) -> str:
-    """A new empty file ``.<name>.<random>.jaxmask-tmp`` in ``directory``, journaled in ``lock`` first."""
-    # A short prefix: the name itself may already be near the 255-byte limit of a file name.
-    prefix = os.fsencode(name)[:64].decode(errors="ignore")
-    while True:
-        tmp = os.path.join(directory, f".{prefix}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
-        if lock is not None:
-            lock.journal(tmp)      # before it exists: a kill after the creation still finds it listed
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            return tmp
-        except FileExistsError:    # someone else's file of that name: never touched, another name tried
-            if lock is not None:
-                lock.settle(tmp, now=True)
-
-
-def write_atomically(path: str, save: Callable[[str], None], lock=None) -> None:
-    """``save(tmp)`` to a temporary name beside ``path``, then rename: no partial output, ever.
-
-    The rename replaces a directory entry: an existing file (or link) at
-    ``path`` is replaced, never written through. The temporary file is removed
-    however the write ends, a Ctrl-C or SIGTERM included (its creation and the
-    rename are never split by one: jaxmask/signals.py); with ``lock`` (the
-    output's workdir.OutputLock) it is journaled before it is created, so a
-    kill -9 leaves it to the next writer, which removes exactly it.
-    """
-    directory, name = os.path.split(path)
-    tmp = None
-    try:
-        with signals.deferred():
-            tmp = _create_temporary(directory, name, lock)
-        save(tmp)
-        os.chmod(tmp, 0o644)
-        with signals.deferred():
-            os.replace(tmp, path)
-            done, tmp = tmp, None
-            if lock is not None:
-                lock.settle(done)
-    except BaseException:
-        if tmp is not None:
-            with signals.deferred():
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
-                if lock is not None:
-                    lock.settle(tmp)
-        raise
-
-
 def save_image(path: str, array: np.ndarray, fmt: str | None, fill: str, mode: str | None = None, lock=None) -> None:
     """Writes the release; with the black fill, refuses (ImageError) a writer that would not keep ``mode``."""
     fmt = output_format(path, fmt, fill)
@@ -450,4 +398,4 @@ def save_image(path: str, array: np.ndarray, fmt: str | None, fill: str, mode: s
                     raise ImageError(f"{fmt} stores this mode-{mode} image as mode {back.mode}: --fill black "
                                      "would not keep the input's mode and bit depth; the default alpha fill "
                                      "releases it (8-bit PNG)")
-    write_atomically(path, save, lock)
+    files.write_atomically(path, save, lock)

@@ -370,11 +370,11 @@ def write_report(out_dir: str, results: dict[str, Any]) -> dict[str, str]:
     """Writes report.md, metrics.json, examples.png and (with matplotlib) privacy_utility.png.
 
     Returns {"report", "metrics", "grid", "plot"} paths (plot None without matplotlib). Each file is
-    written to a temporary name and renamed (jaxmask.release.write_atomically): a stop in the middle
+    written to a temporary name and renamed (jaxmask.files.write_atomically): a stop in the middle
     leaves the earlier report's files whole, and a FIFO or link at a file's name is replaced, never
     written through; the temporary names are journaled in --out's lock when this process holds it.
     """
-    from jaxmask import release, workdir
+    from jaxmask import files, workdir
     out_dir = arguments.path(out_dir, "out_dir")
     check_model_names(list((results.get("models") or {})), "results['models']")
     os.makedirs(out_dir, exist_ok=True)
@@ -388,7 +388,7 @@ def write_report(out_dir: str, results: dict[str, Any]) -> dict[str, str]:
         def save(tmp: str) -> None:
             with open(tmp, "wb") as f:
                 f.write(content)
-        release.write_atomically(path, save, journal)
+        files.write_atomically(path, save, journal)
         return path
 
     def png(draw) -> bytes | None:

@@ -28,7 +28,7 @@ from PIL import Image
 from test_export import random_state, small_config
 
 import jaxmask
-from jaxmask import config_files, export, masking, release, report
+from jaxmask import config_files, export, files, masking, release, report
 from jaxmask.commands import evaluate as evaluate_command
 
 SMOKE = os.path.join(REPO, "configs", "synth_hair.py:smoke")
@@ -314,7 +314,7 @@ def test_a_stop_between_creating_a_temporary_file_and_renaming_it_leaves_nothing
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
-            release.write_atomically(str(tmp_path / "x.png"), lambda tmp: open(tmp, "wb").write(b"data"))
+            files.write_atomically(str(tmp_path / "x.png"), lambda tmp: open(tmp, "wb").write(b"data"))
     finally:
         signal.signal(signal.SIGINT, previous)
     assert fired and os.listdir(tmp_path) == []
@@ -416,11 +416,11 @@ def test_only_what_jaxmask_wrote_is_ever_deleted(bundle, tmp_path, monkeypatch):
     # A temporary name that is already a user's file is never used, and leaves the journal at once.
     from jaxmask import workdir
     tokens = iter(["0123456789ab", "ba9876543210"])
-    monkeypatch.setattr(release.secrets, "token_hex", lambda n: next(tokens))
+    monkeypatch.setattr(files.secrets, "token_hex", lambda n: next(tokens))
     (tmp_path / "o2").mkdir()
     (tmp_path / "o2" / ".y.png.0123456789ab.jaxmask-tmp").write_text("the user's")
     with workdir.lock_folder(str(tmp_path / "o2"), "jaxmask mask", "--output") as lock:
-        made = release._create_temporary(str(tmp_path / "o2"), "y.png", lock)
+        made = files._create_temporary(str(tmp_path / "o2"), "y.png", lock)
         journal = (tmp_path / "o2" / ".jaxmask.lock").read_text()
     assert os.path.basename(made) in journal and "0123456789ab" not in journal
     assert (tmp_path / "o2" / ".y.png.0123456789ab.jaxmask-tmp").read_text() == "the user's"

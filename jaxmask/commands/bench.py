@@ -72,12 +72,12 @@ def write_json(report) -> None:
     if FLAGS.json == "-":
         print(text)
     elif FLAGS.json:
-        from jaxmask import release
+        from jaxmask import files
 
         def save(tmp):
             with open(tmp, "w") as f:
                 f.write(text + "\n")
-        release.write_atomically(FLAGS.json, save)
+        files.write_atomically(FLAGS.json, save)
 
 
 def _ints(values):
