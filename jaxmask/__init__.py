@@ -38,6 +38,7 @@ _EXPORTS = {
     "topk_indicator": "jaxmask.topk",
     "topk_split": "jaxmask.topk",
     "load_masker": "jaxmask.export",   # an exported masker bundle: numpy, jax and flax only
+    "load_config": "jaxmask.config_files",   # configs/x.py[:arg] → its checked ConfigDict
 }
 
 __all__ = sorted(_EXPORTS)

@@ -19,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmask import __version__, topk
+from jaxmask import __version__, files, topk
 
 FORMAT = "jaxmask.masker"
 FORMAT_VERSION = 2
@@ -38,6 +39,12 @@ MANIFEST = "manifest.json"
 MASKER_FILE = "masker.npz"
 CLASSIFIER_FILE = "classifier.npz"
 VALUE_MODES = ("binary", "soft")
+# Bounds on what a manifest may ask for, checked before anything is allocated: a manifest is a few KB;
+# no masker jaxmask trains takes images larger than this (the paper's: 64); images are grey or RGB.
+MANIFEST_BYTES = 16 << 20
+MAX_IMAGE_SIZE = 4096
+CHANNELS = (1, 3)
+MAX_WIDTH = 1 << 16
 
 # Compute dtypes by config name (state.compute_dtype's table; state imports optax).
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
@@ -49,7 +56,7 @@ class BundleError(ValueError):
 
 def sha256_file(path: str) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with files.open_regular(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -79,6 +86,27 @@ def check_arrays(flat: dict[str, np.ndarray], expected: dict, where: str) -> Non
                               f"{spec.dtype}{list(spec.shape)}")
 
 
+def check_headers(path: str, expected: dict) -> None:
+    """Every array's header (name, shape, dtype) against ``expected`` before any data is read: a header
+    claiming 10**12 elements would otherwise have numpy allocate them first."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        found = {name[:-4] for name in names if name.endswith(".npy")}
+        if len(found) != len(names) or found != set(expected):
+            check_arrays(dict.fromkeys(found), expected, path)      # names what is missing or unexpected
+            raise BundleError(f"{path} holds entries that are not arrays: {sorted(set(names))[:4]}")
+        for name in names:
+            with archive.open(name) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+            spec = expected[name[:-4]]
+            if tuple(shape) != tuple(spec.shape) or dtype != spec.dtype:
+                raise BundleError(f"{path}: {name[:-4]} is {dtype}{list(shape)}, the model needs "
+                                  f"{spec.dtype}{list(spec.shape)}")
+
+
 def verify_file(bundle: str, name: str, entry: dict) -> str:
     if os.path.basename(name) != name or name in ("", ".", ".."):
         raise BundleError(f"{os.path.join(bundle, MANIFEST)} lists a file outside the bundle: {name!r}")
@@ -87,8 +115,9 @@ def verify_file(bundle: str, name: str, entry: dict) -> str:
             isinstance(entry.get("bytes"), bool) or not isinstance(entry.get("bytes"), int):
         raise BundleError(f"{os.path.join(bundle, MANIFEST)}: the entry of {name} must give its sha256 and its "
                           f"bytes (got {entry!r}): a file without both cannot be verified; re-export the bundle")
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise BundleError(f"{path} is missing from the bundle")
+    files.check_regular(path, f"a file of the bundle {bundle}", "re-export the bundle with `jaxmask export`")
     size = os.path.getsize(path)
     if size != entry["bytes"]:
         raise BundleError(f"{path} is {size} bytes, the manifest says {entry['bytes']}: truncated or replaced")
@@ -105,12 +134,17 @@ def read_manifest(bundle: str, accept_unverified_manifest: bool = False) -> dict
     """
     path = os.path.join(bundle, MANIFEST)
     if not os.path.isdir(bundle):
-        raise BundleError(f"{bundle} is not a masker bundle directory (write one with `jaxmask export`)")
-    if not os.path.isfile(path):
+        what = "" if not os.path.exists(bundle) else f" ({files.describe(bundle)})"
+        raise BundleError(f"{bundle}{what} is not a masker bundle directory (write one with `jaxmask export`)")
+    if not os.path.lexists(path):
         raise BundleError(f"{bundle} is not a masker bundle: {MANIFEST} is missing")
+    files.check_regular(path, "the bundle's manifest", "re-export the bundle with `jaxmask export`")
     try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
+        text = files.read_bytes(path, MANIFEST_BYTES, "a bundle's manifest")
+    except (files.NotARegularFile, files.TooLarge) as error:
+        raise BundleError(str(error)) from None
+    try:
+        manifest = json.loads(text.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise BundleError(f"{path} is not valid JSON ({error}): the bundle is damaged") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -136,17 +170,22 @@ def read_manifest(bundle: str, accept_unverified_manifest: bool = False) -> dict
     return manifest
 
 
-def _positive_int(value, name: str, where: str) -> int:
+def _positive_int(value, name: str, where: str, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise BundleError(f"{where}: {name}={value!r} must be a positive integer: the bundle is damaged")
+    if high is not None and value > high:
+        raise BundleError(f"{where}: {name}={value} is larger than any masker jaxmask writes (at most {high}): "
+                          "the bundle is damaged or edited; re-export it")
     return value
 
 
 def cross_check(manifest: dict, where: str) -> None:
     """The fields that decide what is released, checked against each other before anything is masked."""
     try:
-        size = _positive_int(manifest["image_size"], "image_size", where)
-        _positive_int(manifest["channels"], "channels", where)
+        size = _positive_int(manifest["image_size"], "image_size", where, MAX_IMAGE_SIZE)
+        if _positive_int(manifest["channels"], "channels", where) not in CHANNELS:
+            raise BundleError(f"{where}: channels={manifest['channels']!r} must be one of {CHANNELS} (grey or "
+                              "RGB): the bundle is damaged or edited; re-export it")
         fraction = manifest["topk_fraction"]
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
             raise BundleError(f"{where}: topk_fraction={fraction!r} must lie in (0, 1]: the bundle is damaged")
@@ -160,11 +199,11 @@ def cross_check(manifest: dict, where: str) -> None:
             if model is None:
                 continue
             widths = model["widths"]
-            if not isinstance(widths, list) or not widths:
-                raise BundleError(f"{where}: model.{role}.widths={widths!r} must be a non-empty list: "
-                                  "the bundle is damaged")
+            if not isinstance(widths, list) or not widths or len(widths) > 16:
+                raise BundleError(f"{where}: model.{role}.widths={widths!r} must be a non-empty list (of at most "
+                                  "16 levels): the bundle is damaged")
             for width in widths:
-                _positive_int(width, f"model.{role}.widths", where)
+                _positive_int(width, f"model.{role}.widths", where, MAX_WIDTH)
             if model["dtype"] not in _DTYPES:
                 raise BundleError(f"{where}: model.{role}.dtype={model['dtype']!r} is not one of {sorted(_DTYPES)}")
         if not isinstance(manifest["files"], dict):

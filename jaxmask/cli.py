@@ -2,7 +2,16 @@
 
 Each command lives in ``jaxmask/commands/<command>.py`` with ``define_flags()``
 and ``main(argv)``; only the chosen command's flags are defined, so
-``jaxmask <command> --help`` lists just its own.
+``jaxmask <command> --help`` lists just its own. A command's ``PATH_FLAGS``
+name its path flags: an empty or blank one is refused before the command runs
+(it would otherwise mean the current folder).
+
+Stops. From ``main``'s first line on, SIGTERM raises ``Stopped`` and Ctrl-C
+``KeyboardInterrupt`` in every command (``train``'s loop swaps in its own
+handler, which saves a checkpoint first); either ends in one line and exit
+128 + the signal, with every lock this process holds removed. The console
+script (``main()`` without arguments) then leaves without the interpreter's
+teardown (``_leave``).
 """
 
 from __future__ import annotations
@@ -36,7 +45,27 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv if argv is None else argv)
+    """``jaxmask ARGV[1:]``. Without ``argv`` (the console script, ``python -m jaxmask.cli``) the process
+    then leaves at once (``_leave``); with it (a caller in process) it ends in SystemExit as usual."""
+    if argv is not None:
+        return _main(list(argv))
+    code = 0
+    try:
+        _main(list(sys.argv))
+    except SystemExit as done:
+        if done.code is None or isinstance(done.code, int):
+            code = done.code or 0
+        else:
+            print(done.code, file=sys.stderr)
+            code = 1
+    except BaseException:            # a bug: the traceback, as the interpreter would print it
+        import traceback
+        traceback.print_exc()
+        code = 1
+    _leave(code)
+
+
+def _main(argv: list[str]) -> None:
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(usage())
         raise SystemExit(0 if len(argv) >= 2 else 2)
@@ -44,15 +73,50 @@ def main(argv: list[str] | None = None) -> None:
     if name not in COMMANDS:
         print(f"jaxmask: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
-    # From here on a SIGTERM ends in one line (_stoppable), imports included; not for `train`:
-    # a multi-process training keeps SIGTERM's default (its preemption is coordinated by JAX),
-    # a single-process one installs its own (StopOnSignal, a checkpoint first).
-    if name != "train" and threading.current_thread() is threading.main_thread():
+    # From here on a SIGTERM ends in one line (_stoppable), imports included; `train`'s loop installs
+    # its own (StopOnSignal: a checkpoint first), and a multi-process run's jax.distributed replaces
+    # it with JAX's preemption notice.
+    if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_stopped)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # an ignored Ctrl-C stays so
+            signal.signal(signal.SIGINT, _raise_stopped)
     try:
         _run(name, argv)
     except (KeyboardInterrupt, Stopped) as stop:     # before the command's own main started
         _stopped(name, stop, "nothing was written")
+    finally:
+        # However the command ended (a stop, an error that skipped its owner's cleanup), no lock of
+        # this process outlives it.
+        workdir = sys.modules.get("jaxmask.workdir")
+        if workdir is not None:
+            workdir.release_all_locks()
+
+
+def _leave(code: int) -> None:
+    """Out without the interpreter's teardown, once the command has ended.
+
+    Further Ctrl-C/SIGTERM are ignored (the process is leaving), the output is
+    flushed and the ``atexit`` handlers run (JAX's distributed shutdown among
+    them), then the process exits at once: the teardown, with XLA's and the
+    input pipeline's threads still alive, is where a stopped training crashed
+    (a segmentation fault), and where a signal still had its default action.
+    """
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    for thread in threading.enumerate():        # what Python's own exit waits for
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    import atexit
+    atexit._run_exitfuncs()
+    import logging
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _run(name: str, argv: list[str]) -> None:
@@ -81,8 +145,9 @@ def _run(name: str, argv: list[str]) -> None:
         if module_name.startswith("jaxmask.commands"):
             for flag in defined:
                 flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    path_flags = (*getattr(command, "PATH_FLAGS", ()), *(("compilation_cache",) if name in CACHED_COMMANDS else ()))
     app.run(_stoppable(name, command, command_main), argv=[f"jaxmask {name}", *argv[2:]],
-            flags_parser=lambda args: parse_flags(name, args))
+            flags_parser=lambda args: parse_flags(name, args, path_flags))
 
 
 class Stopped(BaseException):
@@ -90,7 +155,34 @@ class Stopped(BaseException):
 
 
 def _raise_stopped(signum, frame) -> None:
+    """SIGTERM raises Stopped, Ctrl-C KeyboardInterrupt, in the main thread's current line.
+
+    Except inside a garbage-collection callback or a ``__del__`` (XLA runs one
+    at every collection; imports collect often): Python prints an exception
+    raised there as "Exception ignored" and goes on, so the stop would be lost
+    and a traceback printed. There the signal is sent again a moment later, to
+    land outside it.
+    """
+    if _in_finalizer(frame):
+        timer = threading.Timer(0.02, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Stopped(signal.Signals(signum).name)
+
+
+def _in_finalizer(frame) -> bool:
+    """Whether ``frame`` runs inside a gc callback or a ``__del__`` (whose exceptions Python ignores)."""
+    import gc
+    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    depth = 0
+    while frame is not None and depth < 8:
+        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+            return True
+        frame, depth = frame.f_back, depth + 1
+    return False
 
 
 def _stoppable(name: str, command, command_main=None):
@@ -141,15 +233,41 @@ def _config_path(args: list[str]) -> str | None:
     return None
 
 
-def parse_flags(name: str, args: list[str]) -> list[str]:
+def _refuse(name: str, message: str, code: int = 2) -> None:
+    print(f"jaxmask {name}: error: {message}", file=sys.stderr)
+    raise SystemExit(code) from None
+
+
+def check_config_file(name: str, spec: str) -> None:
+    """The ``--config`` file, loaded with jaxmask.config_files' checks before ml_collections reads it: an
+    empty path, no regular file, a file that fails to import, no get_config, one that raises or returns
+    no ConfigDict are one line naming the file and the fix (ml_collections would hang on a FIFO, print
+    the traceback, or hand a dict on)."""
+    from jaxmask import config_files
+    if not spec.split(":")[0].strip():
+        _refuse(name, f"--config is empty ({spec!r}): pass a config file, e.g. --config configs/synth_hair.py")
+    try:
+        config_files.load(spec)
+    except FileNotFoundError:
+        _refuse(name, f"--config {config_files.split_spec(spec)[0]}: no such config file (the configs are in "
+                      "configs/*.py)")
+    except (ValueError, TypeError) as error:       # "config file PATH…: what is wrong: the fix"
+        _refuse(name, _one_line(error))
+
+
+def parse_flags(name: str, args: list[str], path_flags: tuple[str, ...] = ()) -> list[str]:
     """absl's parsing, with a mistyped flag, config field or config file as one line (exit 2).
 
     ml_collections raises tracebacks for ``--config.typo=1`` (at parse time)
     and a missing config file (when the config is first read): both are the
     user's mistake, so both are turned into one line naming the flag and the fix.
+    ``path_flags``: flags that name a path, which may not be given empty or blank.
     """
     from absl import flags
     FLAGS = flags.FLAGS
+    spec = _config_path(args)
+    if spec is not None:
+        check_config_file(name, spec)
     # "Off" is spelled None (jaxmask/config_checks.py), which ml_collections cannot parse for a typed
     # field: `--config.x=None` / `--eval.x=None` are set after parsing instead.
     nulls = [arg for arg in args if re.fullmatch(r"--(config|eval)\.[\w.]+=None", arg)]
@@ -182,6 +300,13 @@ def parse_flags(name: str, args: list[str]) -> list[str]:
             message = f"--config {path}: {type(error).__name__}: {_one_line(error)}"
         print(f"jaxmask {name}: error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
+    from jaxmask import arguments
+    for flag_name in path_flags:      # an empty path is not the current folder
+        if FLAGS[flag_name].present and isinstance(FLAGS[flag_name].value, str):
+            try:
+                arguments.path(FLAGS[flag_name].value, f"--{flag_name}")
+            except ValueError as error:
+                _refuse(name, str(error))
     return remaining
 
 

@@ -127,6 +127,7 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
       eval_config: ``get_config()`` or an override of it.
       progress: called with progress lines (None: silent).
     """
+    report.check_model_names(list(models), "models")     # each a row of its own, before any work
     eval_config = get_config() if eval_config is None else eval_config
     config_checks.check_eval_config(eval_config, config, list(models))    # the API path too: before any work
     say = progress or (lambda line: None)

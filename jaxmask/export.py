@@ -29,8 +29,8 @@ import datetime
 import functools
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from typing import Any
 
 import jax
@@ -38,11 +38,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from jaxmask import __version__, topk
+from jaxmask import __version__, arguments, signals, topk
 from jaxmask.bundle_format import (  # noqa: F401  (re-exported: the format's names)
     _DTYPES, CLASSIFIER_FILE, FORMAT, FORMAT_VERSION, MANIFEST, MANIFEST_CHECKSUM, MASKER_FILE,
-    SUPPORTED_FORMAT_VERSIONS, VALUE_MODES, BundleError, check_arrays, check_finite, manifest_checksum,
-    read_manifest, sha256_file, verify_file)
+    SUPPORTED_FORMAT_VERSIONS, VALUE_MODES, BundleError, check_arrays, check_finite, check_headers,
+    manifest_checksum, read_manifest, sha256_file, verify_file)
 from jaxmask.models import Classifier, Masker
 
 # A workdir's bundle of the checkpoint model selection kept (jaxmask/selection.py): what `jaxmask run`
@@ -132,17 +132,6 @@ def _replaceable(path: str) -> bool:
         return False
 
 
-def _remove_leftovers(parent: str, name: str) -> list[str]:
-    """Temporary folders a killed export of ``name`` left in ``parent`` (its lock held: none is live)."""
-    removed = []
-    for entry in os.listdir(parent):
-        if entry.startswith(f".{name}.tmp-") and os.path.isdir(os.path.join(parent, entry)) \
-                and not os.path.islink(os.path.join(parent, entry)):
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
-            removed.append(entry)
-    return removed
-
-
 def export_masker(state, config, out_dir: str, *, step: int, metrics: dict | None = None,
                   with_classifier: bool = False, overwrite: bool = False) -> str:
     """Writes the masker bundle of ``state`` to ``out_dir``; returns its absolute path.
@@ -163,23 +152,39 @@ def export_masker(state, config, out_dir: str, *, step: int, metrics: dict | Non
 
     Only process 0 writes (every process may call it).
     """
-    out_dir = os.path.abspath(os.fspath(out_dir))
+    out_dir = os.path.abspath(arguments.path(out_dir, "out_dir"))
+    with_classifier = arguments.boolean(with_classifier, "with_classifier")
+    overwrite = arguments.boolean(overwrite, "overwrite")
+    step = arguments.integer(step, "step", 0)
     if jax.process_index() != 0:
         return out_dir
     from absl import logging
     from jaxmask import workdir      # not at the top: only writing a bundle needs the lock
     parent, name = os.path.split(out_dir)
     os.makedirs(parent, exist_ok=True)
+    # The lock journals the temporary folders: what a killed export left is removed, and nothing else.
     with workdir.OutputLock(os.path.join(parent, f".{name}.jaxmask.lock"), f"--out {out_dir}", "jaxmask export",
-                            "wait for it to finish, or pass another --out"):
-        for entry in _remove_leftovers(parent, name):
+                            "wait for it to finish, or pass another --out") as lock:
+        for entry in lock.remove_journaled():
             logging.warning("removed %s, the temporary folder of an export that was stopped", entry)
         return _export_locked(state, config, out_dir, step=step, metrics=metrics,
-                              with_classifier=with_classifier, overwrite=overwrite)
+                              with_classifier=with_classifier, overwrite=overwrite, lock=lock)
+
+
+def _temporary_folder(parent: str, name: str, lock) -> str:
+    """A new folder ``.<name>.tmp-<random>`` in ``parent``, journaled in ``lock`` before it exists."""
+    while True:
+        tmp = os.path.join(parent, f".{name}.tmp-{secrets.token_hex(6)}")
+        lock.journal(tmp)
+        try:
+            os.mkdir(tmp, 0o755)
+            return tmp
+        except FileExistsError:       # someone else's: never touched (and out of the journal at once)
+            lock.settle(tmp, now=True)
 
 
 def _export_locked(state, config, out_dir: str, *, step: int, metrics: dict | None, with_classifier: bool,
-                   overwrite: bool) -> str:
+                   overwrite: bool, lock) -> str:
     if os.path.lexists(out_dir) and not _replaceable(out_dir):
         raise BundleError(f"{out_dir} exists and is not an empty folder or a masker bundle holding only its "
                           "own files: refusing to replace it (files jaxmask did not write are never "
@@ -194,9 +199,10 @@ def _export_locked(state, config, out_dir: str, *, step: int, metrics: dict | No
     if not with_classifier:
         model["classifier"] = None
     parent = os.path.dirname(out_dir)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
+    tmp = old = None
     try:
-        os.chmod(tmp, 0o755)
+        with signals.deferred():      # never split between creating the folder and journaling it
+            tmp = _temporary_folder(parent, os.path.basename(out_dir), lock)
         files = {MASKER_FILE: _write_arrays(tmp, MASKER_FILE, _player_variables(_player(state, "masker")),
                                             _masker_module(model["masker"]), (size, size, channels), "masker")}
         if with_classifier:
@@ -225,15 +231,21 @@ def _export_locked(state, config, out_dir: str, *, step: int, metrics: dict | No
         with open(os.path.join(tmp, MANIFEST), "w") as f:
             json.dump(manifest, f, indent=2)
             f.write("\n")
-        if os.path.lexists(out_dir):
-            old = tmp + ".old"       # `.<name>.tmp-…`: removed by the next export if this one is killed
-            os.rename(out_dir, old)
+        with signals.deferred():      # the renames and the bookkeeping, never split by a stop
+            if os.path.lexists(out_dir):
+                old = tmp + ".old"       # journaled too: removed by the next export if this one is killed
+                lock.journal(old)
+                os.rename(out_dir, old)
             os.rename(tmp, out_dir)
+            lock.settle(tmp)
+            tmp = None
+        if old is not None:
             shutil.rmtree(old)
-        else:
-            os.rename(tmp, out_dir)
+            lock.settle(old)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            with signals.deferred():
+                shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
 
@@ -242,8 +254,11 @@ def _export_locked(state, config, out_dir: str, *, step: int, metrics: dict | No
 
 def _read_arrays(path: str, expected: dict) -> dict[str, Any]:
     try:
+        check_headers(path, expected)
         with np.load(path, allow_pickle=False) as npz:
             flat = {name: npz[name] for name in npz.files}
+    except BundleError:
+        raise
     except Exception as error:   # OSError, ValueError, zipfile.BadZipFile, zlib.error: a damaged file
         raise BundleError(f"{path} cannot be read as arrays: {type(error).__name__}: {error}") from None
     check_arrays(flat, expected, path)
@@ -290,6 +305,10 @@ class MaskerBundle:
                               if self.config.get("reveal", "exact") == "cap" else None)
         # ... and with an opening, only the squares of its side that fit in them (topk.opening).
         self.opening = self.config.get("opening") if self.cap_threshold is not None else None
+        if self.opening is not None and (not isinstance(self.opening, int) or isinstance(self.opening, bool)
+                                         or not 1 <= self.opening <= 15 or self.opening % 2 == 0):
+            raise BundleError(f"{self.path}: its config's opening={self.opening!r} is not an odd side in [1, 15]: "
+                              "the bundle was edited or damaged; re-export it with `jaxmask export`")
         self._release = jax.jit(functools.partial(_release, self.masker), static_argnums=(2, 3, 4, 5))
         self._scores = jax.jit(functools.partial(self.masker.apply, train=False))
 
@@ -314,13 +333,10 @@ class MaskerBundle:
         Returns float32 (B, H, W, C) released images and the (B, H, W, 1) mask
         (h in binary mode, m ⊙ h in soft mode); exactly k pixels per image are nonzero in h.
         """
-        values = self.values if values is None else values
-        if values not in VALUE_MODES:
-            raise ValueError(f"values={values!r}: expected one of {VALUE_MODES}")
-        images = jnp.asarray(images, jnp.float32)
-        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(f"this masker takes (B, {self.image_size}, {self.image_size}, {self.channels}) "
-                             f"images in [0, 1]; got shape {tuple(images.shape)}")
+        values = arguments.choice(self.values if values is None else values, "values", VALUE_MODES)
+        if topk_fraction is not None:
+            topk_fraction = arguments.fraction(topk_fraction, "topk_fraction")
+        images = self.check_images(images)
         return self._release(self.variables, images, self.num_revealed(topk_fraction), values, self.cap_threshold,
                              self.opening)
 
@@ -328,11 +344,39 @@ class MaskerBundle:
 
     def scores(self, images):
         """The masker's soft scores m, float32 (B, H, W, 1) in [0, 1], for a batch at model resolution."""
-        images = jnp.asarray(images, jnp.float32)
+        return self._scores(self.variables, self.check_images(images)).astype(jnp.float32)
+
+    def check_images(self, images) -> jax.Array:
+        """``images`` as float32 (B, H, W, C), after the checks ``jaxmask mask`` runs on every image: a
+        non-empty batch of this masker's shape, floats (not 0–255 integers), finite, in [0, 1].
+        TypeError / ValueError naming ``images`` and the fix."""
+        shape = f"(B, {self.image_size}, {self.image_size}, {self.channels})"
+        if isinstance(images, (str, bytes, os.PathLike)) or images is None:
+            raise TypeError(f"images must be an array {shape} of floats in [0, 1], got {type(images).__name__} "
+                            f"{images!r:.60} (to mask files, use masking.mask_folder or `jaxmask mask`)")
+        if not isinstance(images, (np.ndarray, jax.Array)):
+            try:
+                images = np.asarray(images)
+            except (TypeError, ValueError) as error:
+                raise TypeError(f"images must be an array {shape} of floats in [0, 1]: {error}") from None
+        if images.dtype.kind not in "f" and images.dtype != jnp.bfloat16:
+            hint = " (divide 8-bit images by 255)" if images.dtype.kind in "uib" else ""
+            raise TypeError(f"images must be floats in [0, 1], got dtype {images.dtype}{hint}")
         if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(f"this masker takes (B, {self.image_size}, {self.image_size}, {self.channels}) "
-                             f"images in [0, 1]; got shape {tuple(images.shape)}")
-        return self._scores(self.variables, images).astype(jnp.float32)
+            raise ValueError(f"images: this masker takes {shape} images in [0, 1]; got shape {tuple(images.shape)}")
+        if images.shape[0] == 0:
+            raise ValueError(f"images is an empty batch (shape {tuple(images.shape)}): pass at least one image")
+        xp = np if isinstance(images, np.ndarray) else jnp
+        finite = xp.isfinite(images)
+        if not bool(finite.all()):
+            bad = int(finite.size - finite.sum())
+            raise ValueError(f"images hold {bad} NaN/inf value(s): the masker cannot score them (`jaxmask mask` "
+                             "refuses such images too); replace them first")
+        low, high = float(images.min()), float(images.max())
+        if low < 0 or high > 1:
+            raise ValueError(f"images must lie in [0, 1], got values in [{low:g}, {high:g}]"
+                             f"{' (divide 8-bit images by 255)' if high > 1 else ''}")
+        return jnp.asarray(images, jnp.float32)
 
     def release_scores(self, images):
         """``scores``, set to 0 where the model-resolution release hides a pixel because no square of the
@@ -356,7 +400,8 @@ def load_masker(path, *, accept_unverified_manifest: bool = False) -> MaskerBund
     ``accept_unverified_manifest``: also load a format-version-1 bundle, whose
     manifest has no checksum of its own (see jaxmask/bundle_format.py).
     """
-    bundle = os.path.abspath(os.fspath(path))
+    bundle = os.path.abspath(arguments.path(path, "path"))
+    accept_unverified_manifest = arguments.boolean(accept_unverified_manifest, "accept_unverified_manifest")
     manifest = read_manifest(bundle, accept_unverified_manifest)
     if accept_unverified_manifest and MANIFEST_CHECKSUM not in manifest:
         import warnings

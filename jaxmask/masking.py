@@ -12,8 +12,9 @@ black fill, memory): jaxmask/release.py.
   folders are listed. A folder reached twice (through links) is read once.
 * Outputs: ``<name>.png`` with the alpha fill (so ``a.jpg`` and ``a.png``
   would both become ``a.png``: the first in sorted order is written, the
-  other listed), the input's own name and format with ``fill="black"``;
-  ``save_masks`` adds ``<output>.mask.png`` (8-bit, 255 = revealed; soft mode
+  other listed), the input's own name and format with ``fill="black"``
+  (a lossy format, JPEG and the like, becomes ``<name>.png``: hidden pixels
+  are 0 in the file); ``save_masks`` adds ``<output>.mask.png`` (8-bit, 255 = revealed; soft mode
   m ⊙ h × 255).
 * Nothing the user did not name as output is written: an output folder that
   contains the input folder is refused (outputs would land among the
@@ -21,6 +22,13 @@ black fill, memory): jaxmask/release.py.
   refused, existing outputs are kept unless ``overwrite``, and each file is
   written to a temporary name and renamed (no partial output, and an
   existing link at the output path is replaced, never written through).
+  Each temporary name is journaled in the output's lock file before the file
+  exists; a run killed mid-write leaves it to the next run, which removes
+  exactly the journaled files: a user's file that merely looks like one
+  (``.x.png.1a2b.jaxmask-tmp``) is never touched.
+* Arguments: checked like the command line's flags (jaxmask/arguments.py):
+  paths not empty, bools that are bools, ``batch_size`` and ``max_pixels``
+  bounded by this machine's memory before anything is allocated.
 * Memory: the queue holds model-resolution inputs; an image's full pixels are
   kept only while the queued pixels stay under ``queue_bytes`` (else the
   image is decoded again when its batch is written).
@@ -31,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-import re
 import stat
 import sys
 import time
@@ -40,7 +47,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from jaxmask import release, workdir
+from jaxmask import arguments, files, release, workdir
 from jaxmask.release import ImageError, model_input, nearest_indices, upsample_nearest  # noqa: F401
 
 MASK_SUFFIX = ".mask.png"
@@ -105,7 +112,7 @@ def scan(input_dir: str, skip_dir: str | None = None, *, follow_symlinks: bool =
     ``skip_dir`` (the output folder, when it lies inside the input) is not read.
     """
     root = os.path.realpath(input_dir)
-    files: list[str] = []
+    regular: list[str] = []
     skipped: list[tuple[str, str]] = []
     seen = {root}
     stack = [""]
@@ -149,13 +156,13 @@ def scan(input_dir: str, skip_dir: str | None = None, *, follow_symlinks: bool =
                     seen.add(real)
                     subdirs.append(rel)
                 elif stat.S_ISREG(mode):
-                    files.append(rel)
+                    regular.append(rel)
                 else:
                     skipped.append((rel, f"{_kind(mode)}, not an image file"))
             except OSError as error:
                 skipped.append((rel, f"cannot inspect: {error.strerror}"))
         stack.extend(reversed(subdirs))
-    return sorted(files), skipped
+    return sorted(regular), skipped
 
 
 def iter_files(input_dir: str, skip_dir: str | None = None) -> Iterator[str]:
@@ -189,15 +196,25 @@ class Progress:
 
 # ---- The folder -------------------------------------------------------------------------
 
-def check_folders(input_dir: str, output_dir: str) -> tuple[str, str]:
-    """(real input, real output) folders; ValueError/FileNotFoundError naming the problem and the fix."""
+def check_folders(input_dir: str, output_dir: str, names: tuple[str, str] = ("--input", "--output")
+                  ) -> tuple[str, str]:
+    """(real input, real output) folders; ValueError/FileNotFoundError naming the problem and the fix.
+
+    ``names``: how the two are named in the messages (the flags; the API passes its keywords).
+    """
+    input_dir = arguments.path(input_dir, names[0])
+    output_dir = arguments.path(output_dir, names[1])
     in_root, out_root = os.path.realpath(input_dir), os.path.realpath(output_dir)
     if not os.path.exists(in_root):
         raise FileNotFoundError(f"input folder {input_dir} does not exist")
     if not os.path.isdir(in_root):
-        raise ValueError(f"--input {input_dir} is a file, not a folder: pass the folder that holds the images")
+        what = files.describe(in_root)
+        what = "" if what == "a regular file" else f" ({what})"
+        raise ValueError(f"{names[0]} {input_dir} is a file, not a folder{what}: pass the folder that holds the "
+                         "images")
     if os.path.exists(out_root) and not os.path.isdir(out_root):
-        raise ValueError(f"--output {output_dir} exists and is not a folder: pass a new or existing folder")
+        raise ValueError(f"{names[1]} {output_dir} exists and is not a folder ({files.describe(out_root)}): pass a "
+                         "new or existing folder")
     if out_root == in_root:
         raise ValueError("the output folder must differ from the input folder")
     if _inside(out_root, in_root):
@@ -206,31 +223,26 @@ def check_folders(input_dir: str, output_dir: str) -> tuple[str, str]:
     return in_root, out_root
 
 
-# The temporary name of a release being written: this version's (…TEMP_SUFFIX) and the
-# earlier `.<name>.<8 random>.tmp`, which counts only beside an output of that name.
-_OLD_TEMP = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+# Bytes per pixel of an image being released (module doc of jaxmask/release.py): binary and soft values.
+BYTES_PER_PIXEL = {"binary": 12, "soft": 30}
 
 
-def remove_leftovers(out_root: str) -> list[str]:
-    """Removes the temporary files of interrupted runs under ``out_root``; their relative paths.
-
-    Called with the output's lock held, so no live writer owns them.
-    """
-    removed = []
-    for directory, folders, names in os.walk(out_root):
-        for name in names:
-            old = _OLD_TEMP.match(name)
-            ours = name.startswith(".") and name.endswith(release.TEMP_SUFFIX)
-            if old and not any(n != name and n.startswith(old["name"]) for n in names):
-                old = None
-            if ours or old:
-                path = os.path.join(directory, name)
-                try:
-                    os.unlink(path)
-                    removed.append(os.path.relpath(path, out_root))
-                except OSError:
-                    pass
-    return sorted(removed)
+def check_sizes(bundle, batch_size: int, max_pixels: int | None, values: str = "binary",
+                names: tuple[str, str] = ("batch_size", "max_pixels")) -> None:
+    """Bounds what the sizes would ask for before anything is allocated: a batch of model inputs
+    (and their scores, twice over: numpy's and XLA's copies) and one image at ``max_pixels``."""
+    arguments.integer(batch_size, names[0], 1)
+    per_image = bundle.image_size ** 2 * (bundle.channels + 1) * 4 * 2
+    arguments.check_bytes(batch_size * per_image,
+                          f"{names[0]}={batch_size} (a batch of {bundle.image_size}x{bundle.image_size}x"
+                          f"{bundle.channels} model inputs and their scores)",
+                          f"pass a smaller {names[0]} (at most {max(1, arguments.physical_memory() // per_image)})")
+    if max_pixels is not None:
+        arguments.integer(max_pixels, names[1], 1)
+        need = BYTES_PER_PIXEL.get(values, 30)
+        arguments.check_bytes(max_pixels * need, f"{names[1]}={max_pixels} (an image that large, at ~{need} "
+                              "bytes per pixel while it is released)",
+                              f"pass a smaller {names[1]} (at most {arguments.physical_memory() // need})")
 
 
 def mask_folder(bundle, input_dir: str, output_dir: str, *, values: str | None = None,
@@ -247,39 +259,41 @@ def mask_folder(bundle, input_dir: str, output_dir: str, *, values: str | None =
     report; failures never stop the run.
     """
     start = time.time()
-    in_root, out_root = check_folders(input_dir, output_dir)
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size}: must be ≥ 1")
-    if fill not in release.FILLS:
-        raise ValueError(f"fill={fill!r}: expected one of {release.FILLS}")
+    if not hasattr(bundle, "scores") or not hasattr(bundle, "image_shape"):
+        raise TypeError(f"bundle must be a loaded masker (jaxmask.load_masker(path)), got "
+                        f"{type(bundle).__name__} {bundle!r:.80}")
+    in_root, out_root = check_folders(input_dir, output_dir, ("input_dir", "output_dir"))
+    save_masks, overwrite, progress, follow_symlinks, follow_outside = (
+        arguments.boolean(value, name) for value, name in (
+            (save_masks, "save_masks"), (overwrite, "overwrite"), (progress, "progress"),
+            (follow_symlinks, "follow_symlinks"), (follow_outside, "follow_outside")))
+    arguments.choice(fill, "fill", release.FILLS)
+    values = arguments.choice(bundle.values if values is None else values, "values", ("binary", "soft"))
+    fraction = bundle.topk_fraction if topk_fraction is None else arguments.fraction(topk_fraction, "topk_fraction")
+    check_sizes(bundle, batch_size, max_pixels, values)
     max_pixels = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    values = bundle.values if values is None else values
-    if values not in ("binary", "soft"):
-        raise ValueError(f"values={values!r}: expected 'binary' or 'soft'")
-    fraction = bundle.topk_fraction if topk_fraction is None else topk_fraction
     k = bundle.num_revealed(topk_fraction)
-    size, channels = bundle.image_size, bundle.channels
-    report = MaskReport(input_dir, output_dir, k, size, values, fraction, fill)
-    files, skipped = scan(in_root, skip_dir=out_root, follow_symlinks=follow_symlinks,
-                          follow_outside=follow_outside)
+    report = MaskReport(input_dir, output_dir, k, bundle.image_size, values, fraction, fill)
+    found, skipped = scan(in_root, skip_dir=out_root, follow_symlinks=follow_symlinks, follow_outside=follow_outside)
     report.failed.extend(skipped)
     os.makedirs(out_root, exist_ok=True)
     # One writer per output folder: a second `jaxmask mask` into it is refused (jaxmask/workdir.py).
-    with workdir.lock_folder(out_root, "jaxmask mask", "--output"):
-        report.cleaned = remove_leftovers(out_root)
-        _mask_files(bundle, report, files, in_root, out_root, output_dir, values=values, fraction=fraction,
-                    batch_size=batch_size, save_masks=save_masks, overwrite=overwrite, max_pixels=max_pixels,
-                    progress=progress, fill=fill, queue_bytes=queue_bytes)
+    # The lock journals every temporary file: what a killed run left is removed, and nothing else.
+    with workdir.lock_folder(out_root, "jaxmask mask", "--output") as lock:
+        report.cleaned = lock.remove_journaled()
+        _mask_files(bundle, report, found, in_root, out_root, output_dir, values=values, fraction=fraction,
+                    batch_size=min(batch_size, max(1, len(found))), save_masks=save_masks, overwrite=overwrite,
+                    max_pixels=max_pixels, progress=progress, fill=fill, queue_bytes=queue_bytes, lock=lock)
     report.seconds = time.time() - start
     return report
 
 
-def _mask_files(bundle, report: MaskReport, files: list[str], in_root: str, out_root: str, output_dir: str, *,
+def _mask_files(bundle, report: MaskReport, found: list[str], in_root: str, out_root: str, output_dir: str, *,
                 values: str, fraction: float, batch_size: int, save_masks: bool, overwrite: bool,
-                max_pixels: int, progress: bool, fill: str, queue_bytes: int) -> None:
+                max_pixels: int, progress: bool, fill: str, queue_bytes: int, lock=None) -> None:
     """The masking itself (``mask_folder`` holds the output's lock): every file written, kept or listed."""
     size, channels = bundle.image_size, bundle.channels
-    counter = Progress(len(files), progress)
+    counter = Progress(len(found), progress)
     pending: list[list] = []     # [rel, pixels or None, mode, format, out path, model input]
     queued = 0
 
@@ -300,11 +314,12 @@ def _mask_files(bundle, report: MaskReport, files: list[str], in_root: str, out_
                                       bundle.cap_threshold)
                 soft = upsample_nearest(small, height, width) if values == "soft" else None
                 release.save_image(out_path, release.released_pixels(pixels, mode, keep, fill, soft), fmt, fill,
-                                   mode)
+                                   mode, lock)
                 if save_masks:
                     applied = keep if soft is None else soft * keep
                     mask_png = Image.fromarray(np.rint(applied * 255).astype(np.uint8))
-                    release.write_atomically(out_path + MASK_SUFFIX, lambda tmp: mask_png.save(tmp, format="PNG"))
+                    files.write_atomically(out_path + MASK_SUFFIX, lambda tmp: mask_png.save(tmp, format="PNG"),
+                                             lock)
                 report.written.append(rel)
                 counter.update()
             except ImageError as error:
@@ -318,14 +333,14 @@ def _mask_files(bundle, report: MaskReport, files: list[str], in_root: str, out_
         queued = 0
 
     claimed: dict[str, str] = {}       # output path → the input that writes it
-    for rel in files:
+    for rel in found:
         out_rel = release.output_name(rel, fill)
         out_path = os.path.join(out_root, out_rel)
         targets = [out_path] + ([out_path + MASK_SUFFIX] if save_masks else [])
         taken = [claimed[t] for t in targets if t in claimed]
         if taken:
             report.failed.append((rel, f"its output {out_rel} is also the output of {taken[0]}: rename one "
-                                       "(or --fill=black keeps the input's name)"))
+                                       "(or --fill=black keeps the name of an input in a lossless format)"))
             counter.update(failed=1)
             continue
         claimed.update((t, rel) for t in targets)

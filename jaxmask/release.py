@@ -23,7 +23,10 @@ per-image work, so that the rules of a release live in one place:
   (``BLACK_FILL_MODES``) and palettes, a file whose samples
   Pillow decodes at full depth, and a writer that stores the mode (each
   output's header is read back before it replaces anything); any other image
-  is listed with the reason (the alpha fill releases it).
+  is listed with the reason (the alpha fill releases it). The promise "hidden
+  = 0" holds in the file: a lossy format (JPEG, JPEG 2000, AVIF, …) would
+  break it (JPEG's ringing put values up to 15 in hidden pixels), so such an
+  image is released as a PNG, ``<name>.png`` (``LOSSLESS_FORMATS``).
 * **Refused by name** (a listed skip, both fills): several frames (GIF, APNG,
   TIFF, WebP, MPO: a release of one frame would drop the others), NaN/inf,
   float values outside 0–1 and integer values outside 0–65535 (the scales
@@ -40,15 +43,15 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import warnings
-from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from jaxmask import files
+
 FILLS = ("alpha", "black")
-TEMP_SUFFIX = ".jaxmask-tmp"      # a release being written (write_atomically)
+TEMP_SUFFIX = files.TEMP_SUFFIX      # a release being written (files.write_atomically)
 # Modes converted before masking: multiplying palette indices or ink
 # amounts by a mask is meaningless, so they become RGB(A) / grey first.
 _CONVERT = {"1": "L", "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "CMYK": "RGB", "YCbCr": "RGB",
@@ -61,10 +64,8 @@ BLACK_FILL_MODES = ("1", "L", "LA", "RGB", "RGBA", "I", "I;16", "I;16L", "I;16B"
 _MODE_BITS = {"1": 1, "I": 32, "F": 32, "I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16}
 _SAME_MODE = {"I;16L": "I;16"}     # two names of one layout (little-endian 16-bit)
 _WIDE_INT_MAX = 65535      # integer images of more than 8 bits are read as 16-bit (unit_scale)
-# Encoder options: JPEG at high quality without chroma subsampling, so the
-# black hidden region does not bleed into the revealed pixels.
-_SAVE_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 95, "subsampling": 0},
-                 "WEBP": {"lossless": True}}
+# Encoder options: WebP's lossless mode (its default is lossy), so a release keeps its pixels exactly.
+_SAVE_OPTIONS = {"WEBP": {"lossless": True}}
 
 
 class ImageError(Exception):
@@ -99,11 +100,39 @@ class Palette(str):
         return lookup[indices]
 
 
+# Writers that store exactly the pixels they are given (WebP with the lossless option, _SAVE_OPTIONS):
+# with --fill black a hidden pixel is 0 in the file only in these. Any other format (JPEG, JPEG 2000,
+# AVIF, MPO, … or a writer that resizes, such as ICO) is released as a PNG, <name>.png.
+LOSSLESS_FORMATS = frozenset({"PNG", "TIFF", "BMP", "DIB", "GIF", "WEBP", "PPM", "TGA", "SGI", "PCX", "QOI",
+                              "IM", "MSP", "XBM", "SPIDER"})
+
+
+def _extension_format(name: str) -> str | None:
+    """The format Pillow writes for ``name``'s extension ('.jpg' → 'JPEG'), or None."""
+    Image.init()
+    return Image.registered_extensions().get(os.path.splitext(name)[1].lower())
+
+
 def output_name(relative: str, fill: str) -> str:
-    """The output's relative path: the input's, with a .png extension for the alpha fill."""
+    """The output's relative path: the input's, with a .png extension for the alpha fill, and for the
+    black fill where the input's extension names a format that does not store pixels exactly."""
+    stem, extension = os.path.splitext(relative)
     if fill == "alpha":
-        return os.path.splitext(relative)[0] + ".png"
-    return relative
+        return stem + ".png"
+    fmt = _extension_format(relative)
+    return stem + ".png" if fmt is not None and fmt not in LOSSLESS_FORMATS else relative
+
+
+def output_format(out_path: str, content_format: str | None, fill: str) -> str:
+    """The format a release is written in: PNG for the alpha fill; for the black fill, the format the
+    output's name says (a lossless one, see ``output_name``), else the input's own when it is lossless,
+    else PNG: hidden pixels are 0 in the file, in every output format."""
+    if fill == "alpha":
+        return "PNG"
+    named = _extension_format(out_path)
+    if named in LOSSLESS_FORMATS:
+        return named
+    return content_format if content_format in LOSSLESS_FORMATS else "PNG"
 
 
 # ---- Reading ----------------------------------------------------------------------------
@@ -349,34 +378,9 @@ def released_pixels(pixels: np.ndarray, mode: str, keep: np.ndarray, fill: str,
     return out if fill == "alpha" else out.reshape(pixels.shape)
 
 
-def write_atomically(path: str, save: Callable[[str], None]) -> None:
-    """``save(tmp)`` to a temporary name beside ``path``, then rename: no partial output, ever.
-
-    The rename replaces a directory entry: an existing file (or link) at
-    ``path`` is replaced, never written through.
-    """
-    directory, name = os.path.split(path)
-    # A short prefix: the name itself may already be near the 255-byte limit of a file name.
-    # The suffix marks it as jaxmask's: a run killed mid-write leaves it, and the next run removes it.
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.fsencode(name)[:64].decode(errors='ignore')}.", suffix=TEMP_SUFFIX,
-                               dir=directory)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def save_image(path: str, array: np.ndarray, fmt: str | None, fill: str, mode: str | None = None) -> None:
+def save_image(path: str, array: np.ndarray, fmt: str | None, fill: str, mode: str | None = None, lock=None) -> None:
     """Writes the release; with the black fill, refuses (ImageError) a writer that would not keep ``mode``."""
-    if fill == "alpha":
-        fmt = "PNG"
-    if fmt is None:
-        raise ImageError("unknown format")
+    fmt = output_format(path, fmt, fill)
     options = dict(_SAVE_OPTIONS.get(fmt, {}))
     if isinstance(mode, Palette):
         image = Image.frombytes("P", array.shape[::-1], np.ascontiguousarray(array).tobytes())
@@ -394,4 +398,4 @@ def save_image(path: str, array: np.ndarray, fmt: str | None, fill: str, mode: s
                     raise ImageError(f"{fmt} stores this mode-{mode} image as mode {back.mode}: --fill black "
                                      "would not keep the input's mode and bit depth; the default alpha fill "
                                      "releases it (8-bit PNG)")
-    write_atomically(path, save)
+    files.write_atomically(path, save, lock)

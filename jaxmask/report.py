@@ -8,6 +8,7 @@ out, with a note in report.md, where it is missing.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -16,9 +17,32 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from jaxmask import arguments, config_checks
+
 GRID_FILE = "examples.png"
 PLOT_FILE = "privacy_utility.png"
 REPORT_FILES = ("report.md", "metrics.json", GRID_FILE, PLOT_FILE)   # what write_report writes into its folder
+# The rows every evaluation writes besides the maskers (jaxmask/baselines.py, the Oracles of
+# jaxmask/evaluation/rows.py; config_checks names both): a masker may not take one of their names.
+BASELINE_ROWS = config_checks.BASELINE_ROWS + config_checks.ORACLE_ROWS
+
+
+def check_model_names(names, flag: str = "models") -> None:
+    """ValueError unless every masker name is a row of its own in the report: non-empty, given once,
+    none of the baselines' or Oracles' names, nothing that breaks a table row ('|', control characters)."""
+    seen = set()
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{flag}: a model name must be a non-empty string, got {name!r}")
+        if name in BASELINE_ROWS:
+            raise ValueError(f"{flag}: model name {name!r} is the name of a row every report has "
+                             f"({', '.join(BASELINE_ROWS)}): the report would hold two {name!r} rows; rename it")
+        if name in seen:
+            raise ValueError(f"{flag}: model name {name!r} given twice: each model is a row of the report")
+        if "|" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise ValueError(f"{flag}: model name {name!r} holds '|' or a control character, which break the "
+                             "report's tables: rename it")
+        seen.add(name)
 
 # (metric key, column title, kind): kind "acc" prints ±standard error, "sim" ±s.e. of the mean.
 COLUMNS = (
@@ -264,7 +288,7 @@ def picture_grid(examples: dict[str, Any], path: str, scale: int = 4) -> str:
         for r in range(rows):
             tile = Image.fromarray(_to_uint8(images[r], scale))
             canvas.paste(tile, (x, title + pad + r * (size + pad)))
-    canvas.save(path)
+    canvas.save(path, format="PNG")
     return path
 
 
@@ -333,7 +357,7 @@ def privacy_utility_plot(results: dict[str, Any], path: str) -> str | None:
     exp = results["experiment"]
     fig.suptitle(f"{exp['dataset']} {exp['task']} (trained at K = {exp['topk_fraction']:g})")
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
     return path
 
@@ -346,19 +370,37 @@ def _jsonable(results: dict[str, Any]) -> dict[str, Any]:
 def write_report(out_dir: str, results: dict[str, Any]) -> dict[str, str]:
     """Writes report.md, metrics.json, examples.png and (with matplotlib) privacy_utility.png.
 
-    Returns {"report", "metrics", "grid", "plot"} paths (plot None without matplotlib).
+    Returns {"report", "metrics", "grid", "plot"} paths (plot None without matplotlib). Each file is
+    written to a temporary name and renamed (jaxmask.files.write_atomically): a stop in the middle
+    leaves the earlier report's files whole, and a FIFO or link at a file's name is replaced, never
+    written through; the temporary names are journaled in --out's lock when this process holds it.
     """
+    from jaxmask import files, workdir
+    out_dir = arguments.path(out_dir, "out_dir")
+    check_model_names(list((results.get("models") or {})), "results['models']")
     os.makedirs(out_dir, exist_ok=True)
-    grid = picture_grid(results["examples"], os.path.join(out_dir, GRID_FILE)) if results.get("examples") else None
-    plot = privacy_utility_plot(results, os.path.join(out_dir, PLOT_FILE))
+    journal = workdir.journal_of(out_dir)     # --out's lock (evaluate), the workdir's (run), or none
+
+    def write(name: str, content: bytes | None) -> str | None:
+        if content is None:
+            return None
+        path = os.path.join(out_dir, name)
+
+        def save(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                f.write(content)
+        files.write_atomically(path, save, journal)
+        return path
+
+    def png(draw) -> bytes | None:
+        buffer = io.BytesIO()
+        return buffer.getvalue() if draw(buffer) is not None else None
+
+    grid = write(GRID_FILE, png(lambda f: picture_grid(results["examples"], f))) if results.get("examples") else None
+    plot = write(PLOT_FILE, png(lambda f: privacy_utility_plot(results, f)))
     figures = {"grid": grid and os.path.basename(grid), "plot": plot and os.path.basename(plot)}
-    report_path = os.path.join(out_dir, "report.md")
-    with open(report_path, "w") as f:
-        f.write(markdown(results, figures))
-    metrics_path = os.path.join(out_dir, "metrics.json")
-    with open(metrics_path, "w") as f:
-        json.dump(_jsonable(results), f, indent=2)
-        f.write("\n")
+    report_path = write("report.md", markdown(results, figures).encode())
+    metrics_path = write("metrics.json", (json.dumps(_jsonable(results), indent=2) + "\n").encode())
     return {"report": report_path, "metrics": metrics_path, "grid": grid, "plot": plot}
 
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmask import build, checkpoint, parallel, platform, selection
+from jaxmask import arguments, build, checkpoint, parallel, platform, selection
 from jaxmask.data import pipeline
 from jaxmask.metrics import MetricsWriter, PhaseTimer
 from jaxmask.workdir import StopOnSignal
@@ -86,8 +86,9 @@ def train_and_evaluate(config, workdir: str, *, recipe: build.Recipe | None = No
     resume from a checkpoint without checksums (else refused: jaxmask/checkpoint.py).
     """
     # ---- Setup: the recipe (built once, handed down), devices, steps, data.
+    workdir = os.path.abspath(arguments.path(workdir, "workdir"))
+    accept_unverified_checkpoint = arguments.boolean(accept_unverified_checkpoint, "accept_unverified_checkpoint")
     recipe = build.from_config(config) if recipe is None else recipe
-    workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     # Before anything compiles: a workdir whose checkpoint has other shapes or meaning is refused.
     checkpoints = checkpoint.TrainCheckpoints(workdir, recipe, accept_unverified=accept_unverified_checkpoint)

@@ -410,13 +410,15 @@ def test_a_torn_last_metrics_line_is_tolerated_and_corruption_elsewhere_named(tm
 def test_a_rerun_removes_what_an_interrupted_mask_left(bundle, tmp_path):
     _images(tmp_path / "in")
     masking.mask_folder(bundle, str(tmp_path / "in"), str(tmp_path / "out"), progress=False)
-    (tmp_path / "out" / ".0.png.abcd1234.tmp").write_bytes(b"partial")        # an earlier version's name
-    (tmp_path / "out" / ".1.png.x7.jaxmask-tmp").write_bytes(b"partial")        # this version's
+    # A run killed mid-write: its lock file (the journal) names the temporary file it was writing.
+    (tmp_path / "out" / ".1.png.x7.jaxmask-tmp").write_bytes(b"partial")
+    (tmp_path / "out" / ".jaxmask.lock").write_text(json.dumps({"command": "jaxmask mask", "pid": 4242}) + "\n"
+                                                    + json.dumps({"tmp": ".1.png.x7.jaxmask-tmp"}) + "\n")
+    (tmp_path / "out" / ".0.png.abcd1234.tmp").write_bytes(b"an earlier version's name: not recognised")
     (tmp_path / "out" / ".notes.tmp").write_text("a user's file: not ours")
     report = masking.mask_folder(bundle, str(tmp_path / "in"), str(tmp_path / "out"), progress=False)
-    assert sorted(os.listdir(tmp_path / "out")) == [".notes.tmp", "0.png", "1.png", "2.png"]
-    assert sorted(report.cleaned) == [".0.png.abcd1234.tmp", ".1.png.x7.jaxmask-tmp"]
-    assert release.TEMP_SUFFIX == ".jaxmask-tmp"
+    assert sorted(os.listdir(tmp_path / "out")) == [".0.png.abcd1234.tmp", ".notes.tmp", "0.png", "1.png", "2.png"]
+    assert report.cleaned == [".1.png.x7.jaxmask-tmp"]
 
 
 def test_sigterm_and_ctrl_c_during_mask_end_in_one_line_and_leave_nothing(bundle_dir, tmp_path):

@@ -23,12 +23,14 @@ from __future__ import annotations
 # training stack load.
 
 import json
+import os
 import sys
 
 from absl import flags
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
+PATH_FLAGS = ("json", "torch_reference", "data_dir")
 
 
 def define_flags() -> None:
@@ -65,6 +67,20 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_train", 4096, "--end_to_end on synth_faces: train images to prepare.")
     flags.DEFINE_list("workers", ["0", "2"], "--end_to_end: grain worker counts for the per-record path.")
     flags.DEFINE_float("input_seconds", 3.0, "--end_to_end: timing window per input measurement.")
+
+
+def write_json(report) -> None:
+    """--json: the report to stdout ('-') or to a file, written to a temporary name and renamed."""
+    text = json.dumps(report, indent=1, default=str)
+    if FLAGS.json == "-":
+        print(text)
+    elif FLAGS.json:
+        from jaxmask import files
+
+        def save(tmp):
+            with open(tmp, "w") as f:
+                f.write(text + "\n")
+        files.write_atomically(FLAGS.json, save)
 
 
 def _ints(values):
@@ -110,6 +126,27 @@ def end_to_end_config():
     return config
 
 
+def check_arguments() -> None:
+    """Before anything is imported or allocated: the output is a file (or new), the sizes fit memory."""
+    from jaxmask import arguments, files
+    if FLAGS.json not in (None, "-") and os.path.exists(FLAGS.json) and not os.path.isfile(FLAGS.json):
+        raise ValueError(f"--json {FLAGS.json} is {files.describe(FLAGS.json)}, not a file: pass a file to write "
+                         "(or - for stdout)")
+    for name in ("batch_size", "widths", "masker_widths", "phi_widths"):
+        for value in FLAGS[name].value or ():
+            try:
+                arguments.integer(int(value), f"--{name}", 1)
+            except ValueError:
+                raise ValueError(f"--{name}: {value!r} is not a positive integer") from None
+    for spec in specs():
+        arguments.integer(spec.image_size, "--image_size", 8, 4096)
+        # A floor of what a round holds: its inputs and one full-resolution activation of the widest layer.
+        floats = spec.image_size ** 2 * (spec.channels + max(*spec.masker_widths, *spec.phi_widths))
+        arguments.check_bytes(spec.batch_size * floats * 4,
+                              f"--batch_size={spec.batch_size} at --image_size={spec.image_size} (the round's "
+                              "inputs and activations)", "pass a smaller --batch_size or --image_size")
+
+
 def main_end_to_end() -> None:
     from jaxmask import bench, bench_e2e
     config = end_to_end_config()
@@ -117,11 +154,7 @@ def main_end_to_end() -> None:
                            workers=tuple(int(w) for w in FLAGS.workers), seconds=FLAGS.input_seconds)
     report = {"environment": bench.environment(), "argv": sys.argv, "config": config.to_dict(), **report}
     print(bench_e2e.format_report(report), flush=True)
-    if FLAGS.json == "-":
-        print(json.dumps(report, indent=1, default=str))
-    elif FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(report, f, indent=1, default=str)
+    write_json(report)
 
 
 def main(argv) -> None:
@@ -133,6 +166,10 @@ def main(argv) -> None:
     unknown = set(FLAGS.benchmarks) - {"round", "masker", "topk"}
     if unknown:
         raise SystemExit(f"--benchmarks: unknown {sorted(unknown)}; choose from round, masker, topk")
+    try:
+        check_arguments()
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"jaxmask bench: error: {error}") from None
     from jaxmask import platform
     platform.configure_xla_defaults()   # idempotent; cli.main normally did it already
     if FLAGS.end_to_end:
@@ -146,11 +183,7 @@ def main(argv) -> None:
             torch_reference=torch_reference, torch_variants=tuple(FLAGS.torch_variants),
             check=FLAGS.check, sgemm=FLAGS.sgemm, seed=FLAGS.seed))
         print(bench.format_table({"runs": report["runs"][-1:]}), flush=True)
-    if FLAGS.json == "-":
-        print(json.dumps(report, indent=1))
-    elif FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(report, f, indent=1)
+    write_json(report)
     failed = [r["spec"] for r in report["runs"] if r["equivalence"] and not r["equivalence"]["ok"]]
     if failed:
         raise SystemExit(f"jaxmask bench: PyTorch reference does not match jaxmask for {failed}")

@@ -43,20 +43,23 @@ def define_flags() -> None:
 
 
 STOPPED = "the report was not written (an earlier one is kept); run the same command again"
+PATH_FLAGS = ("out",)
 
 
 def parse_models(values: list[str]) -> dict[str, str]:
-    """['A=p,B=q', 'C=r'] → {'A': 'p', 'B': 'q', 'C': 'r'} (order kept; names unique)."""
-    models: dict[str, str] = {}
+    """['A=p,B=q', 'C=r'] → {'A': 'p', 'B': 'q', 'C': 'r'} (order kept; each name a row of its own in the
+    report: jaxmask.report.check_model_names)."""
+    from jaxmask import report
+    pairs: list[tuple[str, str]] = []
     for value in values:
         for item in filter(None, (v.strip() for v in value.split(","))):
             name, sep, path = item.partition("=")
             if not sep or not name.strip() or not path.strip():
-                raise ValueError(f"--models {item!r}: expected NAME=BUNDLE_DIR")
-            if name.strip() in models:
-                raise ValueError(f"--models: name {name.strip()!r} given twice")
-            models[name.strip()] = path.strip()
-    return models
+                raise ValueError(f"--models {item!r}: expected NAME=BUNDLE_DIR (the bundle's path is empty)"
+                                 if sep and name.strip() else f"--models {item!r}: expected NAME=BUNDLE_DIR")
+            pairs.append((name.strip(), path.strip()))
+    report.check_model_names([name for name, _ in pairs], "--models")
+    return dict(pairs)
 
 
 def main(argv) -> None:
@@ -72,7 +75,8 @@ def main(argv) -> None:
         models = parse_models(FLAGS.models)
         config_checks.check_eval_config(eval_config, FLAGS.config, list(models))
         config_checks.check_writable_folder(FLAGS.out, "--out")
-        with workdir.lock_folder(FLAGS.out, "jaxmask evaluate", "--out"):   # one writer per --out
+        with workdir.lock_folder(FLAGS.out, "jaxmask evaluate", "--out") as lock:   # one writer per --out
+            lock.remove_journaled()       # what a killed evaluation left (its journal), nothing else
             report.check_report_folder(FLAGS.out, FLAGS.overwrite)
             paths = evaluate.evaluate_bundles(FLAGS.config, models, FLAGS.out, eval_config)
     except (OSError, ValueError, ImportError) as error:

@@ -23,6 +23,7 @@ import sys
 from absl import flags
 
 STOPPED = "no bundle was written (an existing one is kept); run the same command again"
+PATH_FLAGS = ("workdir", "out")
 
 
 def define_flags() -> None:
@@ -44,12 +45,13 @@ def define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import checkpoint, export
+    from jaxmask import checkpoint, export, files
     FLAGS = flags.FLAGS
     selected = os.path.join(FLAGS.workdir, export.SELECTED)
     from_selection = FLAGS.step is None and not FLAGS.with_classifier and os.path.isfile(
         os.path.join(selected, export.MANIFEST))
     try:
+        files.check_tree(FLAGS.workdir, "--workdir")      # every file it reads is a regular file
         if from_selection:     # the masker `jaxmask run` evaluates: the selected bundle, verified, re-written
             kept = export.load_masker(selected)
             state = {"masker": {"params": kept.variables["params"], "batch_stats": kept.variables["batch_stats"]}}

@@ -26,6 +26,7 @@ from absl import flags
 
 # What a stop (Ctrl-C, SIGTERM) leaves: every output is written to a temporary name and renamed.
 STOPPED = "every output written so far is complete; run the same command again to mask the rest"
+PATH_FLAGS = ("model", "input", "output")
 
 
 def define_flags() -> None:
@@ -70,6 +71,9 @@ def main(argv) -> None:
     try:
         masking.check_folders(FLAGS.input, FLAGS.output)     # before loading anything
         bundle = export.load_masker(FLAGS.model, accept_unverified_manifest=FLAGS.accept_unverified_manifest)
+        # Before anything is allocated: what the sizes would ask for, named by their flags.
+        masking.check_sizes(bundle, FLAGS.batch_size, FLAGS.max_pixels, FLAGS.values or bundle.values,
+                            ("--batch_size", "--max_pixels"))
         report = masking.mask_folder(
             bundle, FLAGS.input, FLAGS.output, values=FLAGS.values, topk_fraction=FLAGS.topk_fraction,
             batch_size=FLAGS.batch_size, save_masks=FLAGS.save_masks, overwrite=FLAGS.overwrite,

@@ -20,6 +20,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
+PATH_FLAGS = ("manual_dir", "data_dir")
 # Flags that map one-to-one onto prepare.prepare() keyword arguments.
 _PARAM_FLAGS = ("dataset", "data_dir", "manual_dir", "image_size", "channels", "crop", "task",
                 "num_identities", "seed", "num_train", "num_validation", "num_test", "classes")
@@ -60,11 +61,13 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("pass --dataset NAME (or --config FILE)")
     params["data_dir"] = params["data_dir"] or prepare.default_data_dir()
     params["classes"] = tuple(params["classes"])
-    from jaxmask import config_checks
+    from jaxmask import config_checks, files
     try:
         config_checks.check_folder_argument(params["data_dir"], "--data_dir")
         if params["manual_dir"]:
             config_checks.check_folder_argument(params["manual_dir"], "--manual_dir")
+            files.check_tree(params["manual_dir"], "--manual_dir", depth=1)    # the raw files read by name
+        prepare.check_sizes(params["dataset"], params, "--")
         result = prepare.prepare(strict=FLAGS.strict, overwrite=FLAGS.overwrite, **params)
     except (OSError, tfds_builders.BadInputError, ValueError) as error:
         # The message names the file/row and the expected layout; a traceback adds nothing.

@@ -87,6 +87,7 @@ def default_workdir() -> str:
 
 
 STOPPED = "what finished is kept (checkpoints, bundles); run the same command again to resume"
+PATH_FLAGS = ("workdir",)
 
 
 def _bundle_step(bundle: str) -> int | None:
@@ -123,8 +124,12 @@ def train_and_export(recipe, workdir: str, overwrite: bool = False) -> str:
     config = recipe.config
     result = train.train_and_evaluate(config, workdir, recipe=recipe)
     if result.get("stopped_by"):
-        raise SystemExit(f"jaxmask run: training in {workdir} stopped ({result['stopped_by']}); "
-                         "run the same command again to resume")
+        # The training saved a checkpoint and stopped: one line, and 128 + the signal, as every stop.
+        import signal
+        reason = result["stopped_by"]
+        print(f"jaxmask run: stopped by {reason} while training in {workdir} (a checkpoint was saved): "
+              f"{STOPPED}", file=sys.stderr)
+        raise SystemExit(128 + getattr(signal, reason, signal.SIGTERM))
     step = int(result["state"].step)
     bundle = os.path.join(workdir, "masker")
     if _bundle_step(bundle) == step and not overwrite:
@@ -161,7 +166,7 @@ def variant(config, adversarial: bool, **overrides):
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import build, config_checks, evaluate, export, workdir as workdir_lib
+    from jaxmask import build, config_checks, evaluate, export, files, workdir as workdir_lib
     start = time.time()
     config = FLAGS.config
     workdir = os.path.abspath(FLAGS.workdir or default_workdir())
@@ -175,6 +180,7 @@ def main(argv) -> None:
         for _, run_config, _ in runs:
             build.check_training_config(run_config)
         config_checks.check_folder_argument(workdir, "--workdir")
+        files.check_tree(workdir, "--workdir")      # resumes and reused bundles read its files
         if FLAGS.k_sweep:
             eval_config.k_sweep = config_checks.parse_k_sweep(FLAGS.k_sweep)
         config_checks.check_eval_config(eval_config, config, [name for name, _, _ in runs])
@@ -183,6 +189,7 @@ def main(argv) -> None:
         os.makedirs(workdir, exist_ok=True)
         lock = workdir_lib.lock_folder(workdir, "jaxmask run", "--workdir")    # one run per workdir
         lock.__enter__()
+        lock.remove_journaled()       # what a killed run left (its journal), nothing else
     except (OSError, ValueError) as error:
         raise SystemExit(f"jaxmask run: error: {error}") from None
     bundles = {}

@@ -20,6 +20,7 @@ from jaxmask.commands._config import define_config_flag
 # A second Ctrl-C aborts without a checkpoint (the first one stops after the round, with one).
 STOPPED = ("the last completed checkpoint is kept (a save cut short is discarded by the next run); run the "
            "same command again to resume from it")
+PATH_FLAGS = ("workdir",)
 
 
 def define_flags() -> None:
@@ -46,12 +47,13 @@ def define_flags() -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {argv[1:]}")
-    from jaxmask import build, config_checks, distributed, train
+    from jaxmask import build, config_checks, distributed, files, train
     config, FLAGS = flags.FLAGS.config, flags.FLAGS
     try:
         # User mistakes first, before anything starts: one line each.
         build.check_training_config(config)
         config_checks.check_folder_argument(FLAGS.workdir, "--workdir")
+        files.check_tree(FLAGS.workdir, "--workdir")      # a resume reads its files: no FIFO hangs it
         recipe = build.from_config(config)     # the model builds (eval_shape): built once, handed down
         # Before anything touches a device: the backends see the global topology once.
         how = distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,

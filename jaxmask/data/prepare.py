@@ -16,6 +16,7 @@ import os
 
 import tensorflow_datasets as tfds
 
+from jaxmask import arguments, files
 from jaxmask.data import celeba, ferplus, folder, synth_tfds
 from jaxmask.data import tfds_builders as common
 
@@ -88,6 +89,21 @@ def prepare_command_for(config, data_dir: str) -> str:
     return "jaxmask prepare " + " ".join(args)
 
 
+def check_sizes(dataset: str, params: dict, prefix: str = "") -> None:
+    """Bounds what a build would hold in memory before it starts: SynthFaces renders each split whole
+    (3 bytes of image and 2 of masks per pixel). ``prefix``: '--' where the names are flags."""
+    if dataset != "synth_faces":
+        return
+    size = int(params.get("image_size", 64))
+    for split in ("num_train", "num_validation", "num_test"):
+        count = params.get(split)
+        if count is None:
+            continue
+        arguments.integer(count, prefix + split, 0)
+        arguments.check_bytes(count * size * size * 5, f"{prefix}{split}={count} (SynthFaces renders a split of "
+                              f"{size}x{size} images in memory)", f"pass a smaller {prefix}{split}")
+
+
 def dataset_dir(data_dir: str, dataset: str, variant: str) -> str:
     """Directory holding the ArrayRecord files of a prepared variant (current builder version)."""
     return os.path.join(data_dir, dataset, variant, str(builder_class(dataset).VERSION))
@@ -117,7 +133,10 @@ def prepare(dataset: str, *, data_dir: str, manual_dir: str = "", strict: bool =
         if not manual_dir:
             raise ValueError(f"{dataset} is built from raw files: pass manual_dir.\n"
                              f"Expected layout:\n{cls.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        # The raw files read by name (CSV, attribute lists): a FIFO there would hang the build.
+        files.check_tree(manual_dir, "manual_dir", depth=1)
         cls.check_manual_dir(manual_dir)
+    check_sizes(dataset, params)
     config = make_builder_config(dataset, manual_dir=manual_dir, **params)
     # tfds refuses a custom config that shares a predefined config's name; the
     # predefined one has the same parameters (the name encodes them all).
