@@ -242,6 +242,7 @@ def test_a_checkpoint_written_before_a_state_field_existed_restores_with_it_empt
         log_multipliers: dict = flax.struct.field(default_factory=dict)
 
     config = load_config("synth_hair", "smoke")
+    config.adversary.identity_widths = ()        # a run as they were: no identity adversaries
     state = _random_state(config, 4)
     before = StateBefore(**{name: getattr(state, name) for name in
                             ("step", "masker", "phi", "complement", "pattern", "log_multipliers")})

@@ -234,10 +234,10 @@ def test_export_without_step_writes_the_masker_model_selection_kept(tmp_path):
                          iter(grain.MapDataset.range(10).to_iter_dataset()))
     kept = random_state(config, seed=3)
     export.export_masker(kept, config, workdir / export.SELECTED, step=3, metrics={"selection_score": 0.5})
-    assert "the masker model selection kept" in _export_cli("--workdir", str(workdir), "--out", str(tmp_path / "B"))
+    assert "from the round model selection kept" in _export_cli("--workdir", str(workdir), "--out", str(tmp_path / "B"))
     bundle = jaxmask.load_masker(tmp_path / "B")
     assert bundle.step == 3 and bundle.metrics["selection_score"] == 0.5
     for want, got in zip(jax.tree.leaves(kept.masker.variables), jax.tree.leaves(bundle.variables)):
         np.testing.assert_array_equal(np.asarray(got), want)
-    assert "round 5's checkpoint" in _export_cli("--workdir", str(workdir), "--out", str(tmp_path / "C"), "--step", "5")
+    assert "from the checkpoint of round 5" in _export_cli("--workdir", str(workdir), "--out", str(tmp_path / "C"), "--step", "5")
     assert jaxmask.load_masker(tmp_path / "C").step == 5

@@ -68,9 +68,9 @@ def main(argv) -> None:
         raise SystemExit(1)
     shown = "none in metrics.jsonl" if metrics is None else " ".join(
         f"{k}={v:.4f}" for k, v in metrics.items() if k not in ("step", "split") and isinstance(v, float))
-    how = (f"the masker model selection kept ({selected}; --step N exports a checkpoint instead)"
-           if from_selection else f"the masker of round {step}'s checkpoint")
-    print(f"exported {how}, round {step}, to {path}\n"
+    how = (f"the round model selection kept ({selected}; --step N exports a checkpoint instead)"
+           if from_selection else f"the checkpoint of round {step}")
+    print(f"exported the masker of round {step} to {path}\n  from {how}\n"
           f"  image {bundle.image_size}x{bundle.image_size}x{bundle.channels}, k={bundle.k} "
           f"({bundle.topk_fraction:g}), values={bundle.values}, classifier={'yes' if bundle.classifier else 'no'}\n"
           f"  validation: {shown}")
