@@ -99,10 +99,11 @@ class Field:
         if self.kind == "ensemble":
             return "a list of such lists of integers in [1, 4096], one per member"
         what = "an integer" if self.kind == "int" else "a finite number"
+        bound = lambda x: str(int(x)) if float(x).is_integer() else f"{x:g}"
         if self.low is not None and self.high is not None:
-            what += f" in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}{')' if self.open_high else ']'}"
+            what += f" in {'(' if self.open_low else '['}{bound(self.low)}, {bound(self.high)}{')' if self.open_high else ']'}"
         elif self.low is not None:
-            what += f" {'>' if self.open_low else '≥'} {self.low:g}"
+            what += f" {'>' if self.open_low else '≥'} {bound(self.low)}"
         return what + (f", or None ({self.none})" if self.none else "")
 
 
@@ -254,6 +255,16 @@ def check_method(config, games) -> None:
         raise ConfigError("config.reveal='cap' needs mask_values='binary' (a capped reveal is a 0/1 mask): pass "
                           "--config.mask_values=binary or --config.reveal=exact")
     check_pixels(config.topk_fraction, config.image_size, "config.topk_fraction")
+    if games[config.game].adversaries and config.obfuscator_steps > 0:
+        # () is the off-switch of the identity adversaries only: the hidden-part constraint needs its judges,
+        # and the mask-pattern one is turned off by pattern_weight=0, not by an empty ensemble.
+        if not config.adversary.complement_widths:
+            raise ConfigError(f"config.adversary.complement_widths=(): the {config.game!r} game judges the hidden "
+                              "part with these adversaries, and with none its constraint would silently vanish: "
+                              "pass at least one member, e.g. --config.adversary.complement_widths='((16,32,64,64),)'")
+        if config.adversary.pattern_weight > 0 and not config.adversary.pattern_widths:
+            raise ConfigError("config.adversary.pattern_widths=() with pattern_weight > 0: pass at least one member, "
+                              "or --config.adversary.pattern_weight=0 to leave the mask-pattern adversaries out")
     if trains_adversaries(config, games) and config.adversary.steps < 1:
         raise ConfigError(f"config.adversary.steps={config.adversary.steps!r}: the {config.game!r} game trains its "
                           "adversaries, so it needs ≥ 1 step per round: pass --config.adversary.steps=<n ≥ 1>")

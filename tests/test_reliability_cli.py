@@ -168,6 +168,13 @@ def test_config_checks_come_from_one_declaration_per_field(smoke_config):
         with pytest.raises(config_checks.ConfigError, match=f"config.{name}=.*{message}"):
             build.check_training_config(_set(smoke_config, name, value))
     build.check_training_config(_set(smoke_config, "eval_every", None))   # optional fields left unset pass
+    # An empty ensemble is the identity adversaries' off-switch only: the hidden part's judges are needed.
+    build.check_training_config(_set(smoke_config, "adversary.identity_widths", ()))
+    with pytest.raises(config_checks.ConfigError, match="complement_widths=\\(\\).*silently vanish"):
+        build.check_training_config(_set(smoke_config, "adversary.complement_widths", ()))
+    with pytest.raises(config_checks.ConfigError, match="pattern_widths=\\(\\) with pattern_weight > 0"):
+        build.check_training_config(_set(smoke_config, "adversary.pattern_widths", ()))
+    build.check_training_config(_set(_set(smoke_config, "adversary.pattern_widths", ()), "adversary.pattern_weight", 0.0))
 
 
 def _set(config, name, value):
