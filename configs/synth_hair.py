@@ -149,7 +149,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.log_every = 25            # rounds
     config.eval_every = 20           # rounds; validation split (and model selection)
     config.checkpoint_every = 100    # rounds
-    config.max_checkpoints = 2
+    config.max_checkpoints = 2       # the newest ones kept (0: every checkpoint)
 
     if mode == "smoke":
         config.data.num_train, config.data.num_validation, config.data.num_test = 256, 64, 64

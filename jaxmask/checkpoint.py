@@ -160,7 +160,7 @@ class TrainCheckpoints:
         latest checkpoint's at once (IncompatibleCheckpointError for another
         model, before anything compiles) and saved with every checkpoint; its
         template shapes every restore; the config's ``max_checkpoints``
-        newest checkpoints are kept (≤ 0: all). None: restoring only.
+        newest checkpoints are kept (0: all). None: restoring only.
       read_only: open an existing directory for restoring only (export):
         nothing is created, saved, or cleaned up.
     """
@@ -187,7 +187,7 @@ class TrainCheckpoints:
         if read_only and not os.path.isdir(self.directory):
             raise FileNotFoundError(f"{self.workdir} has no checkpoints: expected {self.directory}/<step>/ "
                                     "(written by `jaxmask train --workdir`)")
-        max_to_keep = 0 if config is None else config.max_checkpoints
+        max_to_keep = 0 if config is None else config.max_checkpoints     # 0: keep every checkpoint
         policy = ocp.checkpoint_managers.LatestN(max_to_keep) if max_to_keep > 0 else None
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policy, create=not read_only,

@@ -170,7 +170,7 @@ TRAINING: dict[str, Field] = {
     "selection.probe_widths": WIDTHS, "selection.probe_batch_size": integer(1, MAX_BATCH),
     "selection.max_images": integer(0), "selection.utility_margin": number(0, 1, none="no floor"),
     "selection.identity_probe": Field("bool", legacy=False), "selection.identity_epochs": integer(1, 1000, legacy=10),
-    "log_every": INTERVAL, "eval_every": INTERVAL, "checkpoint_every": INTERVAL, "max_checkpoints": integer(),
+    "log_every": INTERVAL, "eval_every": INTERVAL, "checkpoint_every": INTERVAL, "max_checkpoints": integer(0),   # 0: keep every checkpoint
 }
 
 EVALUATION: dict[str, Field] = {
