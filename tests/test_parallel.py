@@ -32,7 +32,11 @@ def config_for(mode, num_devices, game="paper"):
     config.parallel, config.num_devices = mode, num_devices
     config.dtype = "float64"
     config.optimizer = "sgd"
-    config.masker_learning_rate = config.phi_learning_rate = 0.05
+    # The minimal game's identity multiplier starts at e^2: with SGD at 0.05 the masker's weights grew to
+    # ~1e6 in three rounds, and a trajectory that diverges turns float32 parameter rounding (the state is
+    # stored in float32) into differences above the tolerance (CI saw 1.8e-5). At 0.005 the weights stay
+    # O(1) and the runs agree to ~1e-6 relative.
+    config.masker_learning_rate = config.phi_learning_rate = 0.05 if game == "paper" else 0.005
     return config
 
 
