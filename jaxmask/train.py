@@ -77,6 +77,17 @@ def _due(step: int, every: int | None) -> bool:
     return every is not None and step % every == 0
 
 
+def identity_judging_off(config, method) -> str | None:
+    """The line a run prints when its game trains adversaries on data with identity labels but none judges
+    identity: ``adversary.identity_widths=()`` is the documented off-switch (for data without identity
+    labels), so on SynthFaces it is accepted, and said rather than silent."""
+    if (method.players.complement and not method.players.identity
+            and config.dataset == "synth_faces" and config.data.num_identities >= 2):
+        return ("config.adversary.identity_widths=(): no identity adversary judges the release, so nothing in "
+                "training keeps faces out of it (the default judges with one)")
+    return None
+
+
 def train_and_evaluate(config, workdir: str, *, recipe: build.Recipe | None = None,
                        accept_unverified_checkpoint: bool = False) -> dict[str, Any]:
     """Trains the masker and Φ of ``config``; returns the gathered state and last metrics.
@@ -104,6 +115,8 @@ def train_and_evaluate(config, workdir: str, *, recipe: build.Recipe | None = No
                  jax.process_index(), jax.process_count(), jax.local_device_count(),
                  len(compiled.devices), compiled.devices[0].platform, compiled.mode, recipe.method.reveal.k,
                  config.image_size ** 2)
+    if (warning := identity_judging_off(config, recipe.method)) is not None:
+        logging.warning(warning)
     rounds_batches = config.predictor_steps + config.obfuscator_steps
     data = inputs.batches
     state = compiled.init_state(jax.random.key(config.seed))

@@ -13,7 +13,7 @@ from test_export import random_state, small_config
 from test_games import IMAGE_SHAPE, batch, game_config, same
 
 import jaxmask
-from jaxmask import build, export, masking, selection, topk
+from jaxmask import build, export, masking, selection, topk, train
 from jaxmask.games import adversaries, minimal, table
 
 
@@ -176,3 +176,17 @@ def test_selection_subtracts_what_the_release_says_of_the_person():
     ranking = selection.Ranking(4, None, num_identities=20)
     assert ranking.update({**probes, "identity": 0.05}, 0.3)["selected"] == 1.0
     assert ranking.update({**probes, "identity": 0.6}, 0.2)["selected"] == 0.0   # less area, but a face
+
+
+def test_turning_the_identity_adversaries_off_on_data_with_identities_is_said(smoke_config):
+    """identity_widths=() is the off-switch for data without identity labels; on SynthFaces a run accepts it
+    (the user named it) but says that nothing judges identity, and says nothing when one does."""
+    assert train.identity_judging_off(smoke_config, build.build_method(smoke_config)) is None
+    off = smoke_config.copy_and_resolve_references()
+    off.adversary.identity_widths = ()
+    line = train.identity_judging_off(off, build.build_method(off))
+    assert line is not None and "identity_widths=()" in line
+    paper = smoke_config.copy_and_resolve_references()
+    paper.game, paper.reveal, paper.mask_channel = "paper", "exact", False
+    paper.adversary.identity_widths = ()
+    assert train.identity_judging_off(paper, build.build_method(paper)) is None   # no adversaries at all
