@@ -47,7 +47,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from jaxmask import build, config_checks
+from jaxmask import arguments, build, config_checks
 from jaxmask import metrics as metrics_lib
 from jaxmask.resume import compare_configs, config_dict
 from jaxmask.workdir import lock_workdir, unlock_workdir
@@ -168,7 +168,8 @@ class TrainCheckpoints:
     def __init__(self, workdir: str, recipe: build.Recipe | None = None, *, read_only: bool = False,
                  accept_unverified: bool = False):
         _quiet_orbax()
-        self.recipe, self.read_only, self.accept_unverified = recipe, read_only, accept_unverified
+        self.recipe, self.read_only = recipe, arguments.boolean(read_only, "read_only")
+        self.accept_unverified = arguments.boolean(accept_unverified, "accept_unverified")
         self.config = None if recipe is None else recipe.config
         self._template = None       # the recipe's zero state, made at the first save
         self.workdir = os.path.abspath(workdir)

@@ -28,6 +28,7 @@ import dataclasses
 import difflib
 import math
 import os
+import tempfile
 from typing import Any
 
 from jaxmask.data.synthetic import TASK_CLASSES
@@ -382,9 +383,8 @@ def check_writable_folder(path: str, flag: str) -> None:
     check_folder_argument(path, flag)
     try:
         os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".jaxmask-write-test-{os.getpid()}")
-        with open(probe, "w"):
+        # A name of its own (created exclusively), so the probe never opens or removes a user's file.
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".jaxmask-write-test-"):
             pass
-        os.unlink(probe)
     except OSError as error:
         raise ConfigError(f"{flag} {path} cannot be written ({error.strerror}): pass a writable folder") from None

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from jaxmask import arguments, build, checkpoint, parallel, platform, selection
+from jaxmask import arguments, build, checkpoint, files, parallel, platform, selection
 from jaxmask.data import pipeline
 from jaxmask.metrics import MetricsWriter, PhaseTimer
 from jaxmask.workdir import StopOnSignal
@@ -56,6 +56,11 @@ def _check_finite(step: int, metrics: dict[str, float]) -> None:
             raise FloatingPointError(
                 f"non-finite {name}={value} in the rounds before round {step}: training stopped. "
                 "Lower the learning rates, or use float32 if config.dtype is bfloat16.")
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def _log(step, num_rounds, metrics, images_per_s, eta_s, times):
@@ -129,10 +134,8 @@ def train_and_evaluate(config, workdir: str, *, recipe: build.Recipe | None = No
         selector = selection.Selector(config, workdir, recipe.method)
     if jax.process_index() == 0:   # one writer: a pod's hosts share the workdir
         # After the resume checks: a refused resume leaves the config.json of its checkpoint.
-        path = os.path.join(workdir, "config.json")
-        with open(path + ".tmp", "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
-        os.replace(path + ".tmp", path)
+        text = config.to_json_best_effort(indent=2)
+        files.write_atomically(os.path.join(workdir, "config.json"), lambda tmp: _write_text(tmp, text))
 
     # ---- Loop.
     first_round = int(jax.device_get(compiled.gather_state(state).step))

@@ -217,6 +217,11 @@ def test_the_api_checks_its_inputs_and_arguments_like_the_command_line(bundle_di
     # Booleans are bools: the string 'false' is true to `if`.
     with pytest.raises(TypeError, match="accept_unverified_manifest"):
         export.load_masker(bundle_dir, accept_unverified_manifest="false")
+    from jaxmask import checkpoint
+    with pytest.raises(TypeError, match="accept_unverified"):
+        checkpoint.TrainCheckpoints(str(tmp_path / "w"), read_only=True, accept_unverified="false")
+    with pytest.raises(TypeError, match="accept_unverified"):
+        checkpoint.restore_for_export(str(tmp_path / "w"), accept_unverified="false")
     with pytest.raises(TypeError, match="path"):
         export.load_masker(42)
     _images(tmp_path / "in")
@@ -436,6 +441,13 @@ def test_only_what_jaxmask_wrote_is_ever_deleted(bundle, tmp_path, monkeypatch):
     export.export_masker(random_state(config), config, tmp_path / "B", step=3)
     assert (tmp_path / ".B.tmp-notes" / "n.txt").read_text() == "mine"
     assert not os.path.exists(tmp_path / ".B.tmp-0a1b2c3d4e5f") and not os.path.exists(tmp_path / ".B.jaxmask.lock")
+    # The writable-folder probe of the commands' output flags: a name of its own, never the user's file.
+    from jaxmask import config_checks
+    probe = tmp_path / "o3" / f".jaxmask-write-test-{os.getpid()}"
+    probe.parent.mkdir()
+    probe.write_text("the user's")
+    config_checks.check_writable_folder(str(probe.parent), "--output")
+    assert sorted(os.listdir(probe.parent)) == [probe.name] and probe.read_text() == "the user's"
 
 
 # ---- Class 8: every file read is a regular file --------------------------------------------------

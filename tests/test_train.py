@@ -14,6 +14,9 @@ from test_metrics import read_scalars
 
 def test_cli_train_smoke_writes_metrics(tmp_path):
     workdir = tmp_path / "run"
+    workdir.mkdir()
+    # A user's file named like the temporary file config.json was once written through: left alone.
+    (workdir / "config.json.tmp").write_text("the user's")
     env = train_env()           # one CPU device, like a laptop; the programs of tests/test_checkpoint.py's runs
     result = subprocess.run(
         [sys.executable, "-m", "jaxmask.cli", "train",
@@ -21,6 +24,7 @@ def test_cli_train_smoke_writes_metrics(tmp_path):
          f"--workdir={workdir}"],
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert (workdir / "config.json.tmp").read_text() == "the user's" and (workdir / "config.json").is_file()
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["split"] == "train"]
     validation = [r for r in records if r["split"] == "validation"]
