@@ -80,6 +80,7 @@ def _main(argv: list[str]) -> None:
         signal.signal(signal.SIGTERM, _raise_stopped)
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # an ignored Ctrl-C stays so
             signal.signal(signal.SIGINT, _raise_stopped)
+        sys.unraisablehook = keep_ignored_stops(sys.unraisablehook)
     try:
         _run(name, argv)
     except (KeyboardInterrupt, Stopped) as stop:     # before the command's own main started
@@ -164,13 +165,36 @@ def _raise_stopped(signum, frame) -> None:
     land outside it.
     """
     if _in_finalizer(frame):
-        timer = threading.Timer(0.02, os.kill, (os.getpid(), signum))
-        timer.daemon = True
-        timer.start()
+        _send_again(signum)
         return
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Stopped(signal.Signals(signum).name)
+
+
+def _send_again(signum: int) -> None:
+    timer = threading.Timer(0.02, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
+
+
+def keep_ignored_stops(previous):
+    """A ``sys.unraisablehook`` that sends a stop Python ignored once more, a moment later.
+
+    ``_in_finalizer`` sees gc callbacks and ``__del__`` by their frames; a weakref callback (a
+    ``WeakSet`` entry dying during a collection) or any other place whose exceptions Python
+    only prints as "Exception ignored" has no such mark. Whatever the place, the ignored
+    ``Stopped``/``KeyboardInterrupt`` reaches this hook: the signal is sent again, to land outside
+    it. Every other unraisable exception goes to ``previous``.
+    """
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, Stopped):
+            _send_again(signal.SIGTERM)
+        elif isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _send_again(signal.SIGINT)
+        else:
+            previous(unraisable)
+    return hook
 
 
 def _in_finalizer(frame) -> bool:

@@ -188,9 +188,20 @@ def evaluate(config, models: dict[str, Any], eval_config=None, progress: Progres
                           "game": bundle.config.get("game", "paper"),
                           "mask_channel": bundle.config.get("mask_channel", False),
                           "reveal": bundle.config.get("reveal", "exact"),
-                          "k": bundle.k} for name, bundle in models.items()},
+                          "k": bundle.k, "selection": selection_record(bundle.metrics)}
+                   for name, bundle in models.items()},
         "seconds": time.time() - start,
     }
+
+
+# What a bundle's manifest says about how model selection chose it (jaxmask/selection.py's record).
+SELECTION_KEYS = ("selection_score", "probe_identity", "probe_identity_fresh", "accuracy_identity")
+
+
+def selection_record(metrics: dict | None) -> dict[str, float]:
+    """The selection figures of a bundle's manifest metrics: empty for a bundle no selection chose
+    (``jaxmask export --step``, a final round); the report says which identity term was used."""
+    return {key: float(metrics[key]) for key in SELECTION_KEYS if key in (metrics or {})}
 
 
 def _k_sweep(config, models, eval_config, train, test, context):

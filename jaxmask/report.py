@@ -156,6 +156,23 @@ def checks(results: dict[str, Any], ours: str = "Ours", baseline: str = "Non-adv
     return out
 
 
+def selection_cell(selection: dict | None) -> str:
+    """How model selection chose a bundle, and what its score read about identity
+    (``evaluate.selection_record``): the stronger of a fresh re-ID probe and the game's identity
+    adversary on the validation releases, the fresh probe alone, or nothing (no identity labels)."""
+    if not selection or "selection_score" not in selection:
+        return "none: not a selected bundle (a chosen or the last round)"
+    text = f"validation score {selection['selection_score']:.3f}; identity: "
+    if "probe_identity" not in selection:
+        return text + ("none (the validation split has no identity labels, or selection.identity_probe "
+                       "is off): the score cannot see a face")
+    if "probe_identity_fresh" in selection and "accuracy_identity" in selection:
+        return text + (f"re-ID on the validation releases {selection['probe_identity']:.3f}, the stronger of a "
+                       f"fresh probe ({selection['probe_identity_fresh']:.3f}) and the game's identity "
+                       f"adversary ({selection['accuracy_identity']:.3f})")
+    return text + f"re-ID on the validation releases {selection['probe_identity']:.3f} (a fresh probe)"
+
+
 def _fmt(value) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
@@ -224,8 +241,10 @@ def markdown(results: dict[str, Any], figures: dict[str, str | None]) -> str:
                         extra=[("game", [m[0] for m in modes]), ("mask channel", [m[1] for m in modes]),
                                ("values", [m[2] for m in modes]), ("gradient", [m[3] for m in modes]),
                                ("adversarial", [m[4] for m in modes]), ("reveal", [m[5] for m in modes])])
-        lines += ["", "| Model | bundle | trained rounds | k |", "|---|---|---|---|"]
-        lines += [f"| {n} | `{m['path']}` | {m['step']} | {m['k']} |" for n, m in models.items()] + [""]
+        lines += ["", "| Model | bundle | trained rounds | k | model selection (its identity term) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {n} | `{m['path']}` | {m['step']} | {m['k']} | {selection_cell(m.get('selection'))} |"
+                  for n, m in models.items()] + [""]
     lines += probe_table(results)
     sweep = results.get("k_sweep") or {}
     if sweep:

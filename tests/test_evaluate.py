@@ -186,11 +186,26 @@ def test_evaluate_and_report_end_to_end(smoke_config, untrained_bundle, tmp_path
     assert "hidden_part" in results["protocol"]
     assert "| minimal | yes | binary | straight-through | yes | cap |" in text   # the ablation table's mode columns
     assert "## Probes" in text and "| Oracle |" in text
+    assert "| model selection (its identity term) |" in text
     saved = json.load(open(paths["metrics"]))
     assert saved["methods"]["Ours"]["n_test"] == n_test and "examples" not in saved
     assert os.path.getsize(paths["grid"]) > 1000
     if paths["plot"] is not None:
         assert os.path.getsize(paths["plot"]) > 1000
+
+
+def test_report_says_how_selection_chose_each_masker_and_its_identity_term():
+    cell = report.selection_cell
+    assert cell(evaluate.selection_record(None)).startswith("none: not a selected bundle")
+    assert cell(evaluate.selection_record({"step": 7, "accuracy_revealed": 0.9})).startswith("none")
+    no_identities = cell(evaluate.selection_record({"selection_score": 0.25, "probe_mask": 0.3}))
+    assert "validation score 0.250" in no_identities and "no identity labels" in no_identities
+    both = cell(evaluate.selection_record({"selection_score": -0.1, "probe_identity": 0.115,
+                                           "probe_identity_fresh": 0.082, "accuracy_identity": 0.115}))
+    assert "0.115, the stronger of a fresh probe (0.082) and the game's identity adversary (0.115)" in both
+    fresh_only = cell(evaluate.selection_record({"selection_score": 0.0, "probe_identity": 0.2,
+                                                 "probe_identity_fresh": 0.2}))
+    assert "0.200 (a fresh probe)" in fresh_only
 
 
 def test_parse_and_check_models(untrained_bundle):

@@ -64,6 +64,12 @@ def test_cli_train_smoke_writes_metrics(tmp_path):
     manifest = json.loads((workdir / "selected" / "manifest.json").read_text())
     assert manifest["step"] == best["step"]
     assert manifest["metrics"]["selection_score"] == pytest.approx(best["selection_score"])
+    # SynthFaces has identity labels: the score's identity term is the stronger of the fresh re-ID
+    # probe and the game's identity adversary, and the report says so.
+    from jaxmask import evaluate, report
+    selection = evaluate.selection_record(manifest["metrics"])
+    assert selection["probe_identity"] == max(selection["probe_identity_fresh"], selection["accuracy_identity"])
+    assert "the stronger of a fresh probe" in report.selection_cell(selection)
 
 
 def test_non_finite_loss_stops_with_the_metric_named(tmp_path):
