@@ -9,6 +9,16 @@ except the task and K. The earring covers 1.03% of a 32 px image on average
 a small region a top-k quota would bury in surplus pixels. K = 0.08, eight
 times the mean area, is a loose cap (the minimal game must leave the rest
 hidden); ``--config.topk_fraction=0.02`` is the tight one (twice the mean).
+
+No opening of the reveal (``opening=None``; the hair default opens it by a
+3×3 square so that no code of isolated pixels or thin lines can be released):
+an earring disc of 7–16 pixels, often a five-pixel cross, holds few or no
+3×3 squares, and the masker, whose gradient reaches each square through its
+lowest pixel, never learned to reveal it. Measured at K = 0.08 on an Intel
+Xeon (docs/results.md, "Safe on every run"): with the opening, recall 0.06
+and 0.02 (seeds 0, 1), task at chance; without it, on the same seed, 0.84.
+Without the opening the release can again draw a code; the mask-alone probe
+in the earring study says what it carries.
 """
 
 from jaxmask import config_files
@@ -19,4 +29,5 @@ def get_config(arg: str | None = None):
     config.task = "earring"
     config.num_classes = 4
     config.topk_fraction = 0.08
+    config.opening = None
     return config
