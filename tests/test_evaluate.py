@@ -228,7 +228,11 @@ def test_expression_config_measures_the_mouth_area():
     assert largest <= config.topk_fraction < largest + 0.01          # every mouth region fits in k
     assert synthetic.task_region_fraction(spec) < largest <= 0.14
     changed = {k for k in hair if hair[k] != config[k]}
-    assert changed == {"task", "num_classes", "topk_fraction"}
+    # And neither the opening nor the identity adversary: the mouth is not found with them (the config says why).
+    assert changed == {"task", "num_classes", "topk_fraction", "opening", "adversary"}
+    assert config.opening is None and hair.opening == 3
+    assert {k for k in hair.adversary if hair.adversary[k] != config.adversary[k]} == {"identity_widths"}
+    assert tuple(config.adversary.identity_widths) == ()
     assert load_config("synth_expression", "smoke").batch_size == load_config("synth_hair", "smoke").batch_size
 
 
@@ -238,7 +242,9 @@ def test_earring_config_is_the_small_region_task_at_a_loose_cap():
     mean = synthetic.task_region_fraction(synthetic.SynthFacesSpec(task="earring", image_size=config.image_size))
     assert mean <= 0.02                                                # the label sits in ≤ 2% of the pixels
     assert config.topk_fraction == pytest.approx(8 * mean, abs=0.005)  # K = 8× its mean area
-    assert {k for k in hair if hair[k] != config[k]} == {"task", "topk_fraction"}
+    # And no opening: a disc of 7–16 pixels holds few 3×3 squares, and was not found through them.
+    assert {k for k in hair if hair[k] != config[k]} == {"task", "topk_fraction", "opening"}
+    assert config.opening is None
 
 
 @pytest.mark.slow
