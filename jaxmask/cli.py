@@ -158,34 +158,23 @@ class Stopped(BaseException):
 def _raise_stopped(signum, frame) -> None:
     """SIGTERM raises Stopped, Ctrl-C KeyboardInterrupt, in the main thread's current line.
 
-    Except inside a garbage-collection callback or a ``__del__`` (XLA runs one
-    at every collection; imports collect often): Python prints an exception
-    raised there as "Exception ignored" and goes on, so the stop would be lost
-    and a traceback printed. There the signal is sent again a moment later, to
-    land outside it.
+    Where Python ignores exceptions (a gc callback — XLA runs one at every
+    collection —, a ``__del__``, a weakref callback) the stop would be lost:
+    ``keep_ignored_stops``, installed beside this handler, sends it again.
     """
-    if _in_finalizer(frame):
-        _send_again(signum)
-        return
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
     raise Stopped(signal.Signals(signum).name)
 
 
-def _send_again(signum: int) -> None:
-    timer = threading.Timer(0.02, os.kill, (os.getpid(), signum))
-    timer.daemon = True
-    timer.start()
-
-
 def keep_ignored_stops(previous):
     """A ``sys.unraisablehook`` that sends a stop Python ignored once more, a moment later.
 
-    ``_in_finalizer`` sees gc callbacks and ``__del__`` by their frames; a weakref callback (a
-    ``WeakSet`` entry dying during a collection) or any other place whose exceptions Python
-    only prints as "Exception ignored" has no such mark. Whatever the place, the ignored
-    ``Stopped``/``KeyboardInterrupt`` reaches this hook: the signal is sent again, to land outside
-    it. Every other unraisable exception goes to ``previous``.
+    An exception raised in a gc callback, a ``__del__`` or a weakref callback (a ``WeakSet``
+    entry dying during a collection) is only printed as "Exception ignored": the stop would be
+    lost and a traceback printed. Whatever the place, the ignored ``Stopped``/``KeyboardInterrupt``
+    reaches this hook, and the signal is sent again 20 ms later, to land outside it. Every other
+    unraisable exception goes to ``previous``.
     """
     def hook(unraisable):
         if isinstance(unraisable.exc_value, Stopped):
@@ -197,16 +186,10 @@ def keep_ignored_stops(previous):
     return hook
 
 
-def _in_finalizer(frame) -> bool:
-    """Whether ``frame`` runs inside a gc callback or a ``__del__`` (whose exceptions Python ignores)."""
-    import gc
-    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
-    depth = 0
-    while frame is not None and depth < 8:
-        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
-            return True
-        frame, depth = frame.f_back, depth + 1
-    return False
+def _send_again(signum: int) -> None:
+    timer = threading.Timer(0.02, os.kill, (os.getpid(), signum))
+    timer.daemon = True
+    timer.start()
 
 
 def _stoppable(name: str, command, command_main=None):
