@@ -132,6 +132,17 @@ def create_train_state(method: Method, rng: jax.Array, image_shape: tuple[int, i
     return init(masker_rng, phi_rng, adversary_rng)
 
 
+def identity_judging_off(config, method: Method) -> str | None:
+    """The line a run prints when its game trains adversaries on data with identity labels but none judges
+    identity: ``adversary.identity_widths=()`` is the documented off-switch (for data without identity
+    labels), so on SynthFaces it is accepted, and said rather than silent."""
+    if (method.players.complement and not method.players.identity
+            and config.dataset == "synth_faces" and config.data.num_identities >= 2):
+        return ("config.adversary.identity_widths=(): no identity adversary judges the release, so nothing in "
+                "training keeps faces out of it (the default judges with one)")
+    return None
+
+
 def image_shape(config) -> tuple[int, int, int]:
     return (config.image_size, config.image_size, config.channels)
 
@@ -139,12 +150,14 @@ def image_shape(config) -> tuple[int, int, int]:
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """What one config makes, built once: the method, the image shape and the state's abstract
-    shapes (ShapeDtypeStructs). ``template()`` is a zero single-copy state of those shapes (for
+    shapes (ShapeDtypeStructs), and the lines a run using it prints as warnings (a config that is
+    accepted but worth a word). ``template()`` is a zero single-copy state of those shapes (for
     restoring and checksums); ``init(rng)`` a fresh one."""
     config: Any
     method: Method
     image_shape: tuple[int, int, int]
     abstract_state: Any
+    warnings: tuple[str, ...] = ()
 
     def template(self) -> TrainState:
         return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), self.abstract_state)
@@ -157,6 +170,7 @@ def from_config(config) -> Recipe:
     """The ``Recipe`` of ``config``; ConfigError (naming the fields) when no model can be built from it."""
     method = build_method(config)
     shape = image_shape(config)
+    warnings = tuple(line for line in (identity_judging_off(config, method),) if line is not None)
     try:
         abstract = jax.eval_shape(lambda: create_train_state(method, jax.random.key(0), shape))
     except Exception as error:     # flax/jax raise many types for a model that does not fit the image
@@ -166,7 +180,7 @@ def from_config(config) -> Recipe:
             f"phi_widths={tuple(config.phi_widths)} builds no model ({type(error).__name__}: {message}): every "
             "level of the U-Net halves the image, so pass a larger --config.image_size or fewer "
             "--config.masker_widths") from None
-    return Recipe(config, method, shape, abstract)
+    return Recipe(config, method, shape, abstract, warnings)
 
 
 def abstract_state(config) -> Any:

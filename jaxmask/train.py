@@ -82,17 +82,6 @@ def _due(step: int, every: int | None) -> bool:
     return every is not None and step % every == 0
 
 
-def identity_judging_off(config, method) -> str | None:
-    """The line a run prints when its game trains adversaries on data with identity labels but none judges
-    identity: ``adversary.identity_widths=()`` is the documented off-switch (for data without identity
-    labels), so on SynthFaces it is accepted, and said rather than silent."""
-    if (method.players.complement and not method.players.identity
-            and config.dataset == "synth_faces" and config.data.num_identities >= 2):
-        return ("config.adversary.identity_widths=(): no identity adversary judges the release, so nothing in "
-                "training keeps faces out of it (the default judges with one)")
-    return None
-
-
 def train_and_evaluate(config, workdir: str, *, recipe: build.Recipe | None = None,
                        accept_unverified_checkpoint: bool = False) -> dict[str, Any]:
     """Trains the masker and Φ of ``config``; returns the gathered state and last metrics.
@@ -120,7 +109,7 @@ def train_and_evaluate(config, workdir: str, *, recipe: build.Recipe | None = No
                  jax.process_index(), jax.process_count(), jax.local_device_count(),
                  len(compiled.devices), compiled.devices[0].platform, compiled.mode, recipe.method.reveal.k,
                  config.image_size ** 2)
-    if (warning := identity_judging_off(config, recipe.method)) is not None:
+    for warning in recipe.warnings:
         logging.warning(warning)
     rounds_batches = config.predictor_steps + config.obfuscator_steps
     data = inputs.batches
@@ -168,9 +157,11 @@ def train_and_evaluate(config, workdir: str, *, recipe: build.Recipe | None = No
                              platform.describe_cache_use(cache_before, platform.cache_counts()))
                 window, window_rounds = None, 0
                 timer.reset()
+            # This round's schedule, decided in one place (a stop asked for later adds a checkpoint).
             is_last = step == config.num_rounds
             evaluating = _due(step, config.eval_every) or is_last
             logging_now = window is not None and (_due(step, config.log_every) or is_last)
+            checkpoint_due = _due(step, config.checkpoint_every) or is_last
             if logging_now:
                 with timer.phase("round"):   # waits for the window's rounds to finish
                     train_metrics = {k: float(v) / window_rounds for k, v in jax.device_get(window).items()}
@@ -189,7 +180,7 @@ def train_and_evaluate(config, workdir: str, *, recipe: build.Recipe | None = No
                              " ".join(f"{k}={v:.4f}" for k, v in eval_metrics.items()))
             # After the evaluation: a resumed run starts after this round and would skip it.
             stopping = stop.requested or checkpoints.reached_preemption(step)
-            if _due(step, config.checkpoint_every) or is_last or stopping:
+            if checkpoint_due or stopping:
                 with timer.phase("round"):
                     jax.block_until_ready(state)
                 with timer.phase("checkpoint"):

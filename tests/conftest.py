@@ -17,6 +17,7 @@ Compiling dominates this suite, so:
   running one of them alone at the end.
 """
 
+import faulthandler
 import os
 import sys
 
@@ -50,6 +51,57 @@ flags.FLAGS.mark_as_parsed()
 
 # A test worker's heap grows over the session: the commands' collector settings (jaxmask/platform.py).
 platform.tune_garbage_collector()
+
+
+# A worker killed by a fatal signal (a crash in native code) prints faulthandler's dump into the
+# middle of the run's output, where a log that keeps only its end loses it (CI's did, 2026-12-07:
+# one worker crashed in test_checkpoint.py and only the dump's last lines were kept). So each worker
+# also has faulthandler write to a file of its own, and the controller prints this run's dumps,
+# shortened to the frames that say where, at the very end.
+CRASH_DIR = os.path.join(REPO, ".pytest_cache", "d", "jaxmask-crashes")
+
+
+@pytest.hookimpl(trylast=True)      # after pytest's own faulthandler plugin
+def pytest_configure(config):
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:              # the controller (or one process, `-n 0`: the dump reaches stderr)
+        if config.pluginmanager.hasplugin("xdist") and os.path.isdir(CRASH_DIR):
+            for name in os.listdir(CRASH_DIR):      # an earlier run's files
+                if name.endswith(".log"):
+                    os.remove(os.path.join(CRASH_DIR, name))
+        return
+    os.makedirs(CRASH_DIR, exist_ok=True)
+    config.stash[_CRASH_FILE] = dump = open(os.path.join(CRASH_DIR, f"{worker}-{os.getpid()}.log"), "w")
+    faulthandler.enable(file=dump, all_threads=True)
+
+
+_CRASH_FILE = pytest.StashKey()
+
+
+def _where(dump: str, frames_per_thread: int = 4) -> list[str]:
+    """A faulthandler dump cut to each thread's header, its innermost frames and this project's frames."""
+    out, kept = [], 0
+    for line in dump.splitlines():
+        if not line.startswith("  File "):
+            out.append(line)
+            kept = 0
+        elif kept < frames_per_thread or "/jaxmask/" in line or "/tests/" in line:
+            out.append(line)
+            kept += 1
+    return [line for line in out if line.strip()]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter):
+    if os.environ.get("PYTEST_XDIST_WORKER") is not None or not os.path.isdir(CRASH_DIR):
+        return
+    for name in sorted(os.listdir(CRASH_DIR)):
+        with open(os.path.join(CRASH_DIR, name), errors="replace") as f:
+            dump = f.read()
+        if dump.strip():
+            terminalreporter.write_sep("=", f"a test worker died: faulthandler's dump ({name}, shortened)")
+            for line in _where(dump):
+                terminalreporter.write_line(line[:300])
 
 
 # The modules with the most CPU seconds (measured on the 2-vCPU Xeon, README "Testing"), longest first.

@@ -181,12 +181,14 @@ def test_selection_subtracts_what_the_release_says_of_the_person():
 def test_turning_the_identity_adversaries_off_on_data_with_identities_is_said(smoke_config):
     """identity_widths=() is the off-switch for data without identity labels; on SynthFaces a run accepts it
     (the user named it) but says that nothing judges identity, and says nothing when one does."""
-    assert train.identity_judging_off(smoke_config, build.build_method(smoke_config)) is None
+    assert build.identity_judging_off(smoke_config, build.build_method(smoke_config)) is None
     off = smoke_config.copy_and_resolve_references()
     off.adversary.identity_widths = ()
-    line = train.identity_judging_off(off, build.build_method(off))
+    line = build.identity_judging_off(off, build.build_method(off))
     assert line is not None and "identity_widths=()" in line
+    assert build.from_config(off).warnings == (line,)       # what `train` prints as a warning
+    assert build.from_config(smoke_config).warnings == ()
     paper = smoke_config.copy_and_resolve_references()
     paper.game, paper.reveal, paper.mask_channel = "paper", "exact", False
     paper.adversary.identity_widths = ()
-    assert train.identity_judging_off(paper, build.build_method(paper)) is None   # no adversaries at all
+    assert build.identity_judging_off(paper, build.build_method(paper)) is None   # no adversaries at all
