@@ -170,7 +170,8 @@ def from_config(config) -> Recipe:
     """The ``Recipe`` of ``config``; ConfigError (naming the fields) when no model can be built from it."""
     method = build_method(config)
     shape = image_shape(config)
-    warnings = tuple(line for line in (identity_judging_off(config, method),) if line is not None)
+    identity_off = identity_judging_off(config, method)
+    warnings = () if identity_off is None else (identity_off,)
     try:
         abstract = jax.eval_shape(lambda: create_train_state(method, jax.random.key(0), shape))
     except Exception as error:     # flax/jax raise many types for a model that does not fit the image

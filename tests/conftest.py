@@ -59,6 +59,7 @@ platform.tune_garbage_collector()
 # also has faulthandler write to a file of its own, and the controller prints this run's dumps,
 # shortened to the frames that say where, at the very end.
 CRASH_DIR = os.path.join(REPO, ".pytest_cache", "d", "jaxmask-crashes")
+_CRASH_FILE = pytest.StashKey()     # the worker's open dump file, kept for the session
 
 
 @pytest.hookimpl(trylast=True)      # after pytest's own faulthandler plugin
@@ -73,9 +74,6 @@ def pytest_configure(config):
     os.makedirs(CRASH_DIR, exist_ok=True)
     config.stash[_CRASH_FILE] = dump = open(os.path.join(CRASH_DIR, f"{worker}-{os.getpid()}.log"), "w")
     faulthandler.enable(file=dump, all_threads=True)
-
-
-_CRASH_FILE = pytest.StashKey()
 
 
 def _where(dump: str, frames_per_thread: int = 4) -> list[str]:

@@ -13,7 +13,7 @@ from test_export import random_state, small_config
 from test_games import IMAGE_SHAPE, batch, game_config, same
 
 import jaxmask
-from jaxmask import build, export, masking, selection, topk, train
+from jaxmask import build, export, masking, selection, topk
 from jaxmask.games import adversaries, minimal, table
 
 
