@@ -79,6 +79,18 @@ def assert_runs_match(got, want):
         np.testing.assert_allclose(evaluation[key], ref_evaluation[key], rtol=1e-5)
 
 
+def test_a_round_returns_the_state_in_the_dtypes_it_was_given(single):
+    """Under dtype=float64, BatchNorm's running statistics come out of a round in float64; the round
+    stores them back in the dtypes it received (float32, as the checkpoint's template), so every round
+    after the first is the same program (one compile, not two) and checkpoints match their template."""
+    state, _, _ = single
+    with jax.enable_x64(True):
+        template = build.from_config(config_for("jit", 1)).abstract_state
+    dtypes = lambda tree: {jax.tree_util.keystr(path): str(leaf.dtype)
+                           for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+    assert dtypes(state) == dtypes(template)
+
+
 @pytest.mark.parametrize("mode", ["jit", "pmap"])
 def test_eight_devices_match_one(single, mode):
     assert jax.device_count() == 8

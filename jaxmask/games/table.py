@@ -92,6 +92,7 @@ def play_round(method: Method, state: TrainState, batches: Batch) -> tuple[Train
     num_steps = method.game.predictor_steps + method.game.obfuscator_steps
     check_round_batches(method, batches)
     take = lambda i: jax.tree.map(lambda v: v[i % num_steps], batches)
+    incoming = state
     state = adversaries.reinitialise_adversaries(method, state, batches["image"].shape[2:])
     per_step = []
     for i in range(method.game.predictor_steps):
@@ -107,7 +108,15 @@ def play_round(method: Method, state: TrainState, batches: Batch) -> tuple[Train
     if row.update_multipliers is not None:
         state, multiplier_metrics = row.update_multipliers(method, state, round_metrics)
         round_metrics = {**round_metrics, **multiplier_metrics}
-    return state.replace(step=state.step + 1), round_metrics
+    return _stored_like(state.replace(step=state.step + 1), incoming), round_metrics
+
+
+def _stored_like(state: TrainState, incoming: TrainState) -> TrainState:
+    # The state leaves a round in the dtypes it came in (float32 storage, whatever the compute
+    # dtype): under dtype=float64 BatchNorm's running statistics come out float64, and the next
+    # round would be another program (a second compile) and a checkpoint other than its template.
+    keep = lambda new, old: new.astype(old.dtype) if jnp.issubdtype(old.dtype, jnp.floating) else new
+    return jax.tree.map(keep, state, incoming)
 
 
 def check_round_batches(method: Method, batches: Batch) -> None:
